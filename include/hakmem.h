@@ -1,0 +1,78 @@
+/* hakmem — a general-purpose malloc for Linux whose every tier transition is
+ * a USDT probe (provider "hakmem"; see TRACING.md).
+ *
+ * The standard allocation API (malloc, free, calloc, realloc, the aligned
+ * forms, malloc_usable_size, mallinfo2, ...) is exported under its usual
+ * names: link with -lhakmem or LD_PRELOAD libhakmem.so. This header only
+ * declares what hakmem adds on top. */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HAKMEM_VERSION_MAJOR 0
+#define HAKMEM_VERSION_MINOR 1
+#define HAKMEM_VERSION_PATCH 0
+
+/* "0.1.0 (usdt=1 stats=0 debug=0)": version plus the build switches. */
+const char *hakmem_version(void);
+
+/* Non-zero when p was returned by hakmem and is still live: the check a
+ * program (or a test) uses to prove an allocation did not end in another
+ * allocator. Never faults, whatever p is. */
+int hakmem_owns(const void *p);
+
+/* Which tier serves a live pointer; HAKMEM_TIER_NONE when hakmem does not
+ * own it. */
+enum hakmem_tier {
+    HAKMEM_TIER_NONE = 0,
+    HAKMEM_TIER_TINY = 1,  /* 1 B - 1 KiB, SuperSlab slabs */
+    HAKMEM_TIER_MID = 2,   /* 1 KiB - 32 KiB */
+    HAKMEM_TIER_L25 = 3,   /* 32 KiB - ~1 MiB */
+    HAKMEM_TIER_LARGE = 4, /* direct mmap, BigCache */
+    HAKMEM_TIER_BOOT = 5,  /* static bootstrap arena used while initialising */
+};
+enum hakmem_tier hakmem_tier_of(const void *p);
+
+/* Counters kept by every build (slow-path events only; the fast-path
+ * counts are filled in by a STATS=1 build and are zero otherwise). */
+struct hakmem_stats {
+    uint64_t mapped_bytes;   /* bytes currently mapped from the OS by hakmem */
+    uint64_t purged_bytes;   /* of those, bytes currently purged (not resident) */
+    uint64_t os_map_calls;   /* mmap calls */
+    uint64_t os_unmap_calls; /* munmap calls */
+    uint64_t os_purge_calls; /* madvise calls that returned memory */
+    uint64_t superslabs;     /* SuperSlabs currently mapped */
+    uint64_t tiny_refills;   /* thread-cache refills from the central lists */
+    uint64_t tiny_spills;    /* thread-cache spills back to the central lists */
+    uint64_t large_live;     /* live Large-tier blocks */
+    uint64_t large_live_bytes;
+    uint64_t bigcache_hits;
+    uint64_t bigcache_misses;
+    uint64_t bigcache_bytes; /* bytes held in the BigCache now */
+    uint64_t config_rejected;/* HAKMEM_* values rejected at start-up */
+    uint64_t threads_live;   /* threads with a hakmem thread cache */
+    uint64_t threads_exited;
+    /* STATS=1 builds only (zero otherwise). */
+    uint64_t malloc_calls;
+    uint64_t free_calls;
+    uint64_t tiny_hits; /* served from a thread cache without a refill */
+};
+void hakmem_stats_get(struct hakmem_stats *out);
+
+/* Write the effective configuration: one "NAME=value  (source)" line per
+ * variable, or the Markdown reference (markdown != 0). Returns 0 or -1. */
+int hakmem_config_print(int fd, int markdown);
+
+/* Print the per-tier summary that HAKMEM_VERBOSE=1 prints at exit. */
+void hakmem_print_summary(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

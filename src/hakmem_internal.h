@@ -1,0 +1,148 @@
+/* Declarations shared between hakmem's source files. Nothing here is
+ * exported from the library. */
+#ifndef HAKMEM_INTERNAL_H
+#define HAKMEM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hakmem.h"
+
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_INLINE static inline __attribute__((always_inline))
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_COLD __attribute__((cold, noinline))
+#define HAK_EXPORT __attribute__((visibility("default")))
+/* Initial-exec TLS: general-dynamic goes through __tls_get_addr, which
+ * costs on every access and can itself allocate. */
+#define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define HAK_KiB ((size_t)1024)
+#define HAK_MiB ((size_t)1024 * 1024)
+#define HAK_PAGE ((size_t)4096)
+
+/* The alignment malloc guarantees for requests of 16 bytes or more. */
+#define HAK_MIN_ALIGN 16
+
+/* Tier boundaries. Sizes up to HAK_SMALL_MAX are served from SuperSlab
+ * slabs (the Tiny bands C0..C7 cover <= 1 KiB; 1-32 KiB shares the same
+ * machinery until the Mid pool lands); everything above is Large. */
+#define HAK_TINY_MAX ((size_t)1024)
+#define HAK_SMALL_MAX ((size_t)32 * 1024)
+
+#ifndef HAKMEM_BUILD_DEBUG
+#define HAKMEM_BUILD_DEBUG 0
+#endif
+#ifndef HAKMEM_ENABLE_STATS
+#define HAKMEM_ENABLE_STATS 0
+#endif
+
+static inline size_t hak_align_up(size_t n, size_t a)
+{
+    return (n + a - 1) & ~(a - 1);
+}
+
+/* ---- log.c: output that never allocates ---- */
+void hak_log_set_fd(int fd);
+int hak_log_fd(void);
+void hak_log_quiet(bool quiet);
+/* printf-like; a line prefixed "hakmem: " is written with one write(2).
+ * Warnings are dropped under HAKMEM_QUIET=1. */
+void hak_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hak_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hak_fdprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report a misuse of the API (invalid free, ...) and carry on. */
+void hak_report_misuse(const char *what, const void *p);
+_Noreturn void hak_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- os.c: the only place that maps, unmaps and purges ---- */
+void *hak_os_map(size_t bytes, int tier);
+void *hak_os_map_aligned(size_t bytes, size_t align, int tier);
+void hak_os_unmap(void *p, size_t bytes, int tier);
+void hak_os_purge(void *p, size_t bytes, int tier);
+/* The pages of a purged range became resident again (accounting only). */
+void hak_os_unpurge(size_t bytes);
+void hak_os_hugepage(void *p, size_t bytes, bool on);
+
+/* ---- stats.c: counters every build keeps (slow paths only) ---- */
+struct hak_counters {
+    _Atomic uint64_t mapped_bytes;
+    _Atomic uint64_t purged_bytes;
+    _Atomic uint64_t os_map_calls;
+    _Atomic uint64_t os_unmap_calls;
+    _Atomic uint64_t os_purge_calls;
+    _Atomic uint64_t superslabs;
+    _Atomic uint64_t tiny_refills;
+    _Atomic uint64_t tiny_spills;
+    _Atomic uint64_t large_live;
+    _Atomic uint64_t large_live_bytes;
+    _Atomic uint64_t bigcache_hits;
+    _Atomic uint64_t bigcache_misses;
+    _Atomic uint64_t bigcache_bytes;
+    _Atomic uint64_t config_rejected;
+    _Atomic uint64_t threads_live;
+    _Atomic uint64_t threads_exited;
+    _Atomic uint64_t malloc_calls;
+    _Atomic uint64_t free_calls;
+    _Atomic uint64_t tiny_hits;
+};
+extern struct hak_counters hak_counters;
+#define HAK_COUNT(field, n) atomic_fetch_add_explicit(&hak_counters.field, (n), memory_order_relaxed)
+#define HAK_UNCOUNT(field, n) atomic_fetch_sub_explicit(&hak_counters.field, (n), memory_order_relaxed)
+
+/* ---- init.c ---- */
+extern _Atomic int hak_init_state; /* 0 = not yet, 1 = running, 2 = done */
+void hak_init_slow(void);
+HAK_INLINE void hak_ensure_init(void)
+{
+    if (HAK_UNLIKELY(atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2))
+        hak_init_slow();
+}
+/* While a thread initialises hakmem, its own allocations come from a
+ * small static arena: nothing in initialisation can recurse into a tier
+ * that is not ready. */
+bool hak_in_bootstrap(void);
+void *hak_boot_alloc(size_t size, size_t align);
+bool hak_is_boot_ptr(const void *p);
+size_t hak_boot_usable(const void *p);
+void hak_thread_register(void);
+
+/* ---- superslab.c / tiny.c: SuperSlab-backed small sizes ---- */
+void hak_small_init(void);
+bool hak_ss_owns(const void *p);
+void *hak_small_alloc(size_t size);
+void *hak_small_alloc_aligned(size_t size, size_t align);
+void hak_small_free(void *p);
+size_t hak_small_usable(const void *p);
+bool hak_small_is_live(const void *p);
+void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes);
+size_t hak_small_trim(void);
+void hak_small_lock_all(void);
+void hak_small_unlock_all(void);
+void hak_small_reset_after_fork(void);
+/* Largest request the small tier serves for a given alignment, 0 if none. */
+bool hak_small_can_align(size_t size, size_t align);
+
+/* ---- large.c ---- */
+void hak_large_init(void);
+void *hak_large_alloc(size_t size, size_t align);
+void hak_large_free(void *p);
+void *hak_large_realloc(void *p, size_t size);
+size_t hak_large_usable(const void *p);
+bool hak_large_owns(const void *p);
+size_t hak_large_trim(void);
+void hak_large_lock_all(void);
+void hak_large_unlock_all(void);
+void hak_large_reset_after_fork(void);
+
+/* ---- alloc.c: the dispatcher behind every API entry point ---- */
+void *hak_alloc(size_t size);
+void *hak_alloc_aligned(size_t size, size_t align);
+void hak_free(void *p);
+size_t hak_usable_size(const void *p);
+void *hak_realloc(void *p, size_t size);
+
+#endif

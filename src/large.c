@@ -1,0 +1,385 @@
+/* The Large tier: one mmap per block, a registry of live blocks, the
+ * BigCache of recently freed mappings and the THP policy.
+ *
+ * Blocks carry no header: the registry (an open-addressing hash table
+ * keyed by the block's address) holds each block's mapping size. So
+ * large blocks are page aligned, free() of a pointer hakmem never handed
+ * out is detected without touching it, and hakmem_owns never faults.
+ * The BigCache keeps freed mappings (bounded in bytes, and each entry
+ * only for HAKMEM_BIGCACHE_DECAY_MS) so that alloc/free cycles of large
+ * blocks do not pay an mmap and munmap each time. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "config.h"
+#include "hakmem_internal.h"
+#include "probes.h"
+
+struct large_block {
+    uintptr_t addr; /* 0 = empty slot, 1 = deleted */
+    size_t map_size;
+    size_t usable;
+};
+
+#define SLOT_EMPTY ((uintptr_t)0)
+#define SLOT_DELETED ((uintptr_t)1)
+
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct large_block *registry;
+static size_t registry_slots; /* power of two */
+static size_t registry_used;  /* live + deleted */
+static size_t registry_live;
+
+#define BIGCACHE_ENTRIES 64
+struct cached_map {
+    void *addr;
+    size_t map_size;
+    uint64_t stamp_ms;
+};
+static struct cached_map bigcache[BIGCACHE_ENTRIES];
+static size_t bigcache_count;
+static size_t bigcache_bytes;
+static size_t bigcache_limit;
+static uint64_t bigcache_decay_ms;
+static int thp_policy;
+
+#define HUGE_PAGE ((size_t)2 * 1024 * 1024)
+
+void hak_large_init(void)
+{
+    bigcache_limit = (size_t)hak_cfg_int(HAK_CFG_BIGCACHE_MAX_MB) * HAK_MiB;
+    bigcache_decay_ms = (uint64_t)hak_cfg_int(HAK_CFG_BIGCACHE_DECAY_MS);
+    thp_policy = (int)hak_cfg_int(HAK_CFG_THP);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t slot_of(uintptr_t addr, size_t mask)
+{
+    /* Page-aligned keys: drop the zero bits, then mix. */
+    uint64_t h = (uint64_t)(addr >> 12) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 20) & mask;
+}
+
+static struct large_block *registry_find(uintptr_t addr)
+{
+    if (!registry)
+        return NULL;
+    size_t mask = registry_slots - 1;
+    for (size_t i = slot_of(addr, mask);; i = (i + 1) & mask) {
+        if (registry[i].addr == addr)
+            return &registry[i];
+        if (registry[i].addr == SLOT_EMPTY)
+            return NULL;
+    }
+}
+
+static bool registry_grow(void)
+{
+    size_t slots = registry_slots ? registry_slots * 2 : 1024;
+    /* Only rehash in place of a larger table when deletions, not live
+     * entries, filled the table. */
+    if (registry_live * 4 < registry_slots)
+        slots = registry_slots;
+    struct large_block *table = hak_os_map(slots * sizeof(*table), HAK_PT_META);
+    if (!table)
+        return false;
+    for (size_t k = 0; k < registry_slots; k++) {
+        uintptr_t a = registry[k].addr;
+        if (a == SLOT_EMPTY || a == SLOT_DELETED)
+            continue;
+        size_t i = slot_of(a, slots - 1);
+        while (table[i].addr != SLOT_EMPTY)
+            i = (i + 1) & (slots - 1);
+        table[i] = registry[k];
+    }
+    if (registry)
+        hak_os_unmap(registry, registry_slots * sizeof(*registry), HAK_PT_META);
+    registry = table;
+    registry_slots = slots;
+    registry_used = registry_live;
+    return true;
+}
+
+static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable)
+{
+    if ((registry_used + 1) * 4 > registry_slots * 3 && !registry_grow())
+        return false;
+    size_t mask = registry_slots - 1;
+    size_t i = slot_of(addr, mask);
+    while (registry[i].addr != SLOT_EMPTY && registry[i].addr != SLOT_DELETED)
+        i = (i + 1) & mask;
+    if (registry[i].addr == SLOT_EMPTY)
+        registry_used++;
+    registry[i] = (struct large_block){addr, map_size, usable};
+    registry_live++;
+    return true;
+}
+
+static void registry_delete(struct large_block *b)
+{
+    b->addr = SLOT_DELETED;
+    registry_live--;
+}
+
+static void apply_thp(void *p, size_t map_size)
+{
+    if (thp_policy == HAK_THP_OFF)
+        hak_os_hugepage(p, map_size, false);
+    else if (map_size >= (thp_policy == HAK_THP_ON ? HAK_MiB : HUGE_PAGE))
+        hak_os_hugepage(p, map_size, true);
+}
+
+static bool wants_huge_alignment(size_t map_size)
+{
+    return thp_policy != HAK_THP_OFF && map_size >= HUGE_PAGE;
+}
+
+static void unmap_block(void *p, size_t map_size, int reason)
+{
+    HAK_PROBE(large_unmap, p, map_size, reason);
+    hak_os_unmap(p, map_size, HAK_PT_LARGE);
+}
+
+/* Drop cache entries idle past the decay time. Called with the lock held. */
+static void bigcache_decay(uint64_t now)
+{
+    for (size_t i = 0; i < bigcache_count;) {
+        if (now - bigcache[i].stamp_ms >= bigcache_decay_ms) {
+            struct cached_map victim = bigcache[i];
+            bigcache[i] = bigcache[--bigcache_count];
+            bigcache_bytes -= victim.map_size;
+            HAK_UNCOUNT(bigcache_bytes, victim.map_size);
+            HAK_PROBE(large_cache_evict, victim.map_size, HAK_UNMAP_DECAY);
+            unmap_block(victim.addr, victim.map_size, HAK_UNMAP_DECAY);
+        } else {
+            i++;
+        }
+    }
+}
+
+/* Best fit among cached mappings no more than 25 % larger than needed. */
+static void *bigcache_take(size_t map_size, size_t align, size_t *got_size)
+{
+    size_t best = bigcache_count;
+    for (size_t i = 0; i < bigcache_count; i++) {
+        size_t s = bigcache[i].map_size;
+        if (s < map_size || s - map_size > map_size / 4 || ((uintptr_t)bigcache[i].addr & (align - 1)))
+            continue;
+        if (best == bigcache_count || s < bigcache[best].map_size)
+            best = i;
+    }
+    if (best == bigcache_count)
+        return NULL;
+    void *p = bigcache[best].addr;
+    *got_size = bigcache[best].map_size;
+    bigcache[best] = bigcache[--bigcache_count];
+    bigcache_bytes -= *got_size;
+    HAK_UNCOUNT(bigcache_bytes, *got_size);
+    return p;
+}
+
+static bool bigcache_put(void *p, size_t map_size, uint64_t now)
+{
+    if (map_size > bigcache_limit / 4)
+        return false;
+    while (bigcache_count == BIGCACHE_ENTRIES || bigcache_bytes + map_size > bigcache_limit) {
+        size_t oldest = 0;
+        for (size_t i = 1; i < bigcache_count; i++)
+            if (bigcache[i].stamp_ms < bigcache[oldest].stamp_ms)
+                oldest = i;
+        struct cached_map victim = bigcache[oldest];
+        bigcache[oldest] = bigcache[--bigcache_count];
+        bigcache_bytes -= victim.map_size;
+        HAK_UNCOUNT(bigcache_bytes, victim.map_size);
+        HAK_PROBE(large_cache_evict, victim.map_size, HAK_UNMAP_EVICT);
+        unmap_block(victim.addr, victim.map_size, HAK_UNMAP_EVICT);
+    }
+    bigcache[bigcache_count++] = (struct cached_map){p, map_size, now};
+    bigcache_bytes += map_size;
+    HAK_COUNT(bigcache_bytes, map_size);
+    return true;
+}
+
+void *hak_large_alloc(size_t size, size_t align)
+{
+    hak_ensure_init();
+    if (size > PTRDIFF_MAX - HUGE_PAGE || align > PTRDIFF_MAX / 2) {
+        HAK_PROBE(os_oom, size, align, HAK_PT_LARGE);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align < HAK_PAGE)
+        align = HAK_PAGE;
+    size_t map_size = hak_align_up(size ? size : 1, HAK_PAGE);
+
+    pthread_mutex_lock(&large_lock);
+    uint64_t now = bigcache_count ? now_ms() : 0;
+    if (bigcache_count)
+        bigcache_decay(now);
+    size_t got_size = 0;
+    void *p = bigcache_count ? bigcache_take(map_size, align, &got_size) : NULL;
+    if (p) {
+        HAK_COUNT(bigcache_hits, 1);
+        HAK_PROBE(large_cache_hit, size, got_size);
+        map_size = got_size;
+    } else {
+        if (bigcache_limit) {
+            HAK_COUNT(bigcache_misses, 1);
+            HAK_PROBE(large_cache_miss, size);
+        }
+        pthread_mutex_unlock(&large_lock);
+        size_t map_align = align;
+        if (wants_huge_alignment(map_size) && map_align < HUGE_PAGE)
+            map_align = HUGE_PAGE;
+        p = hak_os_map_aligned(map_size, map_align, HAK_PT_LARGE);
+        if (!p) {
+            HAK_PROBE(os_oom, size, align, HAK_PT_LARGE);
+            errno = ENOMEM;
+            return NULL;
+        }
+        apply_thp(p, map_size);
+        HAK_PROBE(large_map, size, map_size, align, wants_huge_alignment(map_size));
+        pthread_mutex_lock(&large_lock);
+    }
+    if (!registry_insert((uintptr_t)p, map_size, size)) {
+        pthread_mutex_unlock(&large_lock);
+        unmap_block(p, map_size, HAK_UNMAP_FREE);
+        HAK_PROBE(os_oom, size, align, HAK_PT_LARGE);
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_unlock(&large_lock);
+    HAK_COUNT(large_live, 1);
+    HAK_COUNT(large_live_bytes, map_size);
+    return p;
+}
+
+void hak_large_free(void *p)
+{
+    pthread_mutex_lock(&large_lock);
+    struct large_block *b = registry_find((uintptr_t)p);
+    if (!b) {
+        pthread_mutex_unlock(&large_lock);
+        hak_report_misuse("free(): pointer not allocated by hakmem, or freed twice", p);
+        return;
+    }
+    size_t map_size = b->map_size;
+    registry_delete(b);
+    HAK_UNCOUNT(large_live, 1);
+    HAK_UNCOUNT(large_live_bytes, map_size);
+    bool cached = bigcache_limit && bigcache_put(p, map_size, now_ms());
+    pthread_mutex_unlock(&large_lock);
+    if (!cached)
+        unmap_block(p, map_size, HAK_UNMAP_FREE);
+}
+
+/* Grow or shrink in place when the mapping allows it, otherwise let the
+ * kernel move the pages (mremap): no copy either way. NULL (errno set)
+ * leaves the block untouched. */
+void *hak_large_realloc(void *p, size_t size)
+{
+    if (size > PTRDIFF_MAX - HUGE_PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t new_map = hak_align_up(size ? size : 1, HAK_PAGE);
+    pthread_mutex_lock(&large_lock);
+    struct large_block *b = registry_find((uintptr_t)p);
+    if (!b) {
+        pthread_mutex_unlock(&large_lock);
+        hak_report_misuse("realloc(): pointer not allocated by hakmem", p);
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t old_map = b->map_size;
+    size_t old_usable = b->usable;
+    if (new_map <= old_map && new_map >= old_map / 2) {
+        b->usable = size;
+        pthread_mutex_unlock(&large_lock);
+        return p;
+    }
+    registry_delete(b);
+    pthread_mutex_unlock(&large_lock);
+
+    void *q = mremap(p, old_map, new_map, MREMAP_MAYMOVE);
+    pthread_mutex_lock(&large_lock);
+    if (q == MAP_FAILED) {
+        registry_insert((uintptr_t)p, old_map, old_usable);
+        pthread_mutex_unlock(&large_lock);
+        HAK_PROBE(os_oom, size, 0, HAK_PT_LARGE);
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* The registry slot was freed above, so re-inserting cannot need more
+     * room than the table already has. */
+    registry_insert((uintptr_t)q, new_map, size);
+    pthread_mutex_unlock(&large_lock);
+    if (new_map > old_map) {
+        HAK_COUNT(mapped_bytes, new_map - old_map);
+        HAK_COUNT(large_live_bytes, new_map - old_map);
+    } else {
+        HAK_UNCOUNT(mapped_bytes, old_map - new_map);
+        HAK_UNCOUNT(large_live_bytes, old_map - new_map);
+    }
+    HAK_PROBE(large_remap, old_map, new_map, q != p);
+    if (new_map > old_map)
+        apply_thp(q, new_map);
+    return q;
+}
+
+size_t hak_large_usable(const void *p)
+{
+    pthread_mutex_lock(&large_lock);
+    struct large_block *b = registry_find((uintptr_t)p);
+    size_t usable = b ? b->map_size : 0;
+    pthread_mutex_unlock(&large_lock);
+    return usable;
+}
+
+bool hak_large_owns(const void *p)
+{
+    pthread_mutex_lock(&large_lock);
+    bool owned = registry_find((uintptr_t)p) != NULL;
+    pthread_mutex_unlock(&large_lock);
+    return owned;
+}
+
+size_t hak_large_trim(void)
+{
+    size_t released = 0;
+    pthread_mutex_lock(&large_lock);
+    while (bigcache_count) {
+        struct cached_map victim = bigcache[--bigcache_count];
+        bigcache_bytes -= victim.map_size;
+        HAK_UNCOUNT(bigcache_bytes, victim.map_size);
+        released += victim.map_size;
+        HAK_PROBE(large_cache_evict, victim.map_size, HAK_UNMAP_TRIM);
+        unmap_block(victim.addr, victim.map_size, HAK_UNMAP_TRIM);
+    }
+    pthread_mutex_unlock(&large_lock);
+    return released;
+}
+
+void hak_large_lock_all(void)
+{
+    pthread_mutex_lock(&large_lock);
+}
+
+void hak_large_unlock_all(void)
+{
+    pthread_mutex_unlock(&large_lock);
+}
+
+void hak_large_reset_after_fork(void)
+{
+    pthread_mutex_init(&large_lock, NULL);
+}

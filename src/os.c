@@ -1,0 +1,88 @@
+/* The OS layer: every mapping, unmapping and purge hakmem makes goes
+ * through here, so the probes os_map / os_unmap / os_purge see all of it
+ * and the resident memory of each tier can be derived from their
+ * arguments alone (mapped - unmapped - purged). */
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "hakmem_internal.h"
+#include "probes.h"
+
+void *hak_os_map(size_t bytes, int tier)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        int err = errno;
+        HAK_PROBE(os_map_failed, bytes, tier, err);
+        errno = ENOMEM;
+        return NULL;
+    }
+    HAK_COUNT(os_map_calls, 1);
+    HAK_COUNT(mapped_bytes, bytes);
+    HAK_PROBE(os_map, bytes, tier, p);
+    return p;
+}
+
+/* Over-map by the alignment and trim both ends: the kernel hands out
+ * page-aligned addresses only. */
+void *hak_os_map_aligned(size_t bytes, size_t align, int tier)
+{
+    if (align <= HAK_PAGE)
+        return hak_os_map(bytes, tier);
+    size_t span = bytes + align;
+    if (span < bytes) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        int err = errno;
+        HAK_PROBE(os_map_failed, bytes, tier, err);
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = span - head - bytes;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((char *)start + bytes, tail);
+    HAK_COUNT(os_map_calls, 1);
+    HAK_COUNT(mapped_bytes, bytes);
+    HAK_PROBE(os_map, bytes, tier, (void *)start);
+    return (void *)start;
+}
+
+void hak_os_unmap(void *p, size_t bytes, int tier)
+{
+    if (munmap(p, bytes) != 0)
+        hak_warn("munmap(%p, %zu) failed (errno %d)", p, bytes, errno);
+    HAK_COUNT(os_unmap_calls, 1);
+    HAK_UNCOUNT(mapped_bytes, bytes);
+    HAK_PROBE(os_unmap, bytes, tier, p);
+}
+
+/* MADV_DONTNEED rather than MADV_FREE: the pages leave RSS at once, so
+ * what a tool reads in /proc matches what the probes report. */
+void hak_os_purge(void *p, size_t bytes, int tier)
+{
+    int saved = errno;
+    madvise(p, bytes, MADV_DONTNEED);
+    errno = saved;
+    HAK_COUNT(os_purge_calls, 1);
+    HAK_COUNT(purged_bytes, bytes);
+    HAK_PROBE(os_purge, bytes, tier, p);
+}
+
+void hak_os_unpurge(size_t bytes)
+{
+    HAK_UNCOUNT(purged_bytes, bytes);
+}
+
+void hak_os_hugepage(void *p, size_t bytes, bool on)
+{
+    int saved = errno;
+    madvise(p, bytes, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    errno = saved;
+}
