@@ -60,7 +60,7 @@ BENCH_SRCS    := $(sort $(wildcard bench/*.c))
 BENCH_BINS    := $(patsubst bench/%.c,$(BUILD)/bench/bin/%,$(BENCH_SRCS))
 TOOL_SRCS     := $(sort $(wildcard tools/*.c))
 
-.PHONY: all lib install uninstall test test-build bench bench-quick bench-instr bench-probes \
+.PHONY: all lib install uninstall test test-build bench bench-build bench-quick bench-instr bench-probes \
         clean format format-check deps docs check-docs
 
 all: lib $(BUILD)/hakmem-config
@@ -107,25 +107,27 @@ deps:
 	@scripts/deps.sh
 
 # ---- benchmarks ----------------------------------------------------------
+# bench/run.py reads build/bench/bin: the bench targets use the default BUILD.
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS='--workloads larson --runs 9'.
 BENCH_CFLAGS := $(CSTD) -Wall -Wextra -Werror -O2 -g -pthread -fno-builtin -Wno-alloc-size-larger-than
 
-$(BUILD)/bench/bin/%: bench/%.c bench/bench_common.h
+$(BUILD)/bench/bin/%: bench/%.c $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) $< -o $@ -lm
 
 bench-build: lib $(BENCH_BINS)
 
 bench: deps bench-build
-	$(PYTHON) bench/run.py --full
+	$(PYTHON) bench/run.py --full $(BENCH_ARGS)
 
 bench-quick: deps bench-build
-	$(PYTHON) bench/run.py --quick
+	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
 
 bench-instr: deps bench-build
-	$(PYTHON) bench/run.py --instr
+	$(PYTHON) bench/run.py --instr $(BENCH_ARGS)
 
 bench-probes: deps bench-build
-	$(PYTHON) bench/run.py --probes
+	$(PYTHON) bench/run.py --probes $(BENCH_ARGS)
 
 # ---- install -------------------------------------------------------------
 install: lib

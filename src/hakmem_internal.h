@@ -64,7 +64,7 @@ void *hak_os_map_aligned(size_t bytes, size_t align, int tier);
 void hak_os_unmap(void *p, size_t bytes, int tier);
 void hak_os_purge(void *p, size_t bytes, int tier);
 /* The pages of a purged range became resident again (accounting only). */
-void hak_os_unpurge(size_t bytes);
+void hak_os_unpurge(void *p, size_t bytes, int tier);
 void hak_os_hugepage(void *p, size_t bytes, bool on);
 
 /* ---- stats.c: counters every build keeps (slow paths only) ---- */

@@ -75,9 +75,10 @@ void hak_os_purge(void *p, size_t bytes, int tier)
     HAK_PROBE(os_purge, bytes, tier, p);
 }
 
-void hak_os_unpurge(size_t bytes)
+void hak_os_unpurge(void *p, size_t bytes, int tier)
 {
     HAK_UNCOUNT(purged_bytes, bytes);
+    HAK_PROBE(os_reuse, bytes, tier, p);
 }
 
 void hak_os_hugepage(void *p, size_t bytes, bool on)

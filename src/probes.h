@@ -21,6 +21,7 @@
     X(os_map, 3)               \
     X(os_unmap, 3)             \
     X(os_purge, 3)             \
+    X(os_reuse, 3)             \
     X(os_map_failed, 3)        \
     X(os_oom, 3)               \
     X(large_map, 4)            \

@@ -85,10 +85,11 @@ static struct hak_superslab *ss_map_new(int *reason)
 static void ss_unmap(struct hak_superslab *ss)
 {
     list_remove(ss);
-    size_t purged = 0;
+    /* The unmap below covers the purged slabs too: count them back first so
+     * that mapped - unmapped - purged + reused stays the resident size. */
     for (size_t i = HAK_SS_FIRST_SLAB; i < HAK_SLABS_PER_SS; i++)
-        purged += ss->slabs[i].purged_bytes;
-    hak_os_unpurge(purged);
+        if (ss->slabs[i].purged_bytes)
+            hak_os_unpurge((char *)ss + i * HAK_SLAB_SIZE, ss->slabs[i].purged_bytes, HAK_PT_TINY);
     hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 0;
     ss_mapped_count--;
     ss_empty_count--;
@@ -127,7 +128,7 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
     struct hak_slab *slab = &ss->slabs[index];
     char *base = (char *)ss + (size_t)index * HAK_SLAB_SIZE;
     if (slab->purged_bytes) {
-        hak_os_unpurge(slab->purged_bytes);
+        hak_os_unpurge(base, slab->purged_bytes, HAK_PT_TINY);
         slab->purged_bytes = 0;
     }
     slab->class_index = (uint16_t)class_index;
