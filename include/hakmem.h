@@ -22,9 +22,11 @@ extern "C" {
 /* "0.1.0 (usdt=1 stats=0 debug=0)": version plus the build switches. */
 const char *hakmem_version(void);
 
-/* Non-zero when p was returned by hakmem and is still live: the check a
+/* Non-zero when p is the start of a block hakmem manages: the check a
  * program (or a test) uses to prove an allocation did not end in another
- * allocator. Never faults, whatever p is. */
+ * allocator. Never faults, whatever p is. A freed Large block (> 32 KiB)
+ * is no longer owned; a freed small block stays owned while it sits in a
+ * cache (hakmem does not track a small block's liveness on the fast path). */
 int hakmem_owns(const void *p);
 
 /* Which tier serves a live pointer; HAKMEM_TIER_NONE when hakmem does not

@@ -55,8 +55,10 @@ static size_t usable_size(const void *p)
 
 static void *alloc_aligned(size_t size, size_t align)
 {
+    /* Requests under 16 bytes get 8-byte blocks; an explicit 16-byte
+     * alignment needs a 16-byte one. */
     if (align <= HAK_MIN_ALIGN)
-        return hak_alloc_inline(size);
+        return hak_alloc_inline(align == HAK_MIN_ALIGN && size < HAK_MIN_ALIGN ? HAK_MIN_ALIGN : size);
     return hak_alloc_slow(size, align, false);
 }
 
@@ -95,11 +97,17 @@ static void *alloc_zeroed(size_t size)
 
 HAK_EXPORT void *malloc(size_t size)
 {
+#if HAKMEM_ENABLE_STATS
+    HAK_COUNT(malloc_calls, 1);
+#endif
     return hak_alloc_inline(size);
 }
 
 HAK_EXPORT void free(void *p)
 {
+#if HAKMEM_ENABLE_STATS
+    HAK_COUNT(free_calls, 1);
+#endif
     hak_free_inline(p);
 }
 

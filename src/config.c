@@ -72,6 +72,7 @@ static const struct {
 /* Variables read by hakmem's own tools (not by the library). */
 static const char *const tool_variables[] = {
     "HAKMEM_TRACE_WAIT",
+    "HAKMEM_BUILD", /* the test suite's build folder */
 };
 
 static void reject(enum hak_cfg_id id, const char *value, enum hak_cfg_reject reason, const char *expected)

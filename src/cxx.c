@@ -29,8 +29,10 @@ static bool call_new_handler(void)
 
 HAK_NOINLINE void *hak_cxx_new_slow(size_t size, size_t align, bool nothrow)
 {
+    /* 8-byte blocks serve requests under 16 bytes: not with align 16. */
+    size_t want = align >= HAK_MIN_ALIGN && size < HAK_MIN_ALIGN ? HAK_MIN_ALIGN : size;
     for (;;) {
-        void *p = align <= HAK_MIN_ALIGN ? hak_alloc_inline(size) : hak_alloc_slow(size, align, false);
+        void *p = align <= HAK_MIN_ALIGN ? hak_alloc_inline(want) : hak_alloc_slow(want, align, false);
         if (p)
             return p;
         if (!call_new_handler())
