@@ -27,11 +27,11 @@ def effective_config(env_extra):
     return values, out.stderr
 
 
-def stderr_of(env_extra, argv=("/bin/true",)):
+def stderr_of(env_extra, argv=("/bin/true",), cwd=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAKMEM_")}
     env.update(env_extra)
     env["LD_PRELOAD"] = str(LIB)
-    out = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=30, cwd=cwd)
     assert out.returncode == 0, f"{argv} failed under {env_extra}: {out.stderr}"
     return out.stderr
 
@@ -136,10 +136,11 @@ def test_unwritable_log_file_falls_back_to_stderr():
 
 
 @pytest.mark.parametrize("value", ["x" * 5000, "\u00e9\u00e8", " 12", "0x10", "1e3", "9" * 400])
-def test_hostile_values_never_crash(value):
+def test_hostile_values_never_crash(value, tmp_path):
+    # HAKMEM_LOG_FILE gets these values too: the files land in tmp_path.
     for name in ["HAKMEM_SLL_MULTIPLIER", "HAKMEM_WMAX_MID", "HAKMEM_THP", "HAKMEM_L25_DZ",
                  "HAKMEM_LOG_FILE", "HAKMEM_TARGET_HIT_MID", "HAKMEM_PRESET"]:
-        stderr_of({name: value, "HAKMEM_QUIET": "1"})
+        stderr_of({name: value, "HAKMEM_QUIET": "1"}, cwd=tmp_path)
 
 
 def test_modes_preset_unset_variables_only():

@@ -1,0 +1,107 @@
+/* large_tier — big blocks: repeated 64 MiB and 1-16 MiB cycles must not grow
+ * RSS (freed large blocks are unmapped, purged or reused, not piled up), and
+ * big alignments work for small and large requests. */
+#include "check.h"
+
+static void t_cycles_64m(void)
+{
+    const size_t n = 64 * MiB;
+    size_t rss_before = rss_bytes();
+    for (int i = 0; i < 200; i++) {
+        unsigned char *p = malloc(n);
+        REQUIRE(p, "malloc(64 MiB) failed in cycle %d: %s", i, strerror(errno));
+        if (i % 50 == 0) {
+            CHECK_OWNS(p);
+            CHECK_ALIGNED(p, 16);
+            CHECK(malloc_usable_size(p) >= n, "usable %zu", malloc_usable_size(p));
+        }
+        memset(p, i & 0xff, n);
+        CHECK(p[n - 1] == (unsigned char)(i & 0xff), "last byte not written");
+        free(p);
+    }
+    size_t rss_after = rss_bytes();
+    CHECK(rss_after <= rss_before + 80 * MiB,
+          "RSS after 200 x (malloc 64 MiB, memset, free) is %zu MiB, before %zu MiB: more than "
+          "one block's worth (+80 MiB) stays resident",
+          rss_after / MiB, rss_before / MiB);
+}
+
+/* Up to four live blocks of 1..16 MiB (odd sizes), replaced at random. */
+static void t_cycles_1_16m(void)
+{
+    enum { SLOTS = 4, OPS = 400 };
+    unsigned char *slot[SLOTS] = {0};
+    size_t size[SLOTS] = {0};
+    uint64_t rng = 2024;
+    size_t rss_start = rss_bytes();
+    const size_t live_max = SLOTS * 16 * MiB;
+    for (int op = 0; op < OPS; op++) {
+        int s = op % SLOTS;
+        if (slot[s]) {
+            CHECK(slot[s][0] == (unsigned char)size[s] && slot[s][size[s] - 1] == (unsigned char)size[s],
+                  "a live %zu-byte block changed", size[s]);
+            free(slot[s]);
+        }
+        size[s] = MiB + rng_next(&rng) % (15 * MiB);
+        slot[s] = malloc(size[s]);
+        REQUIRE(slot[s], "malloc(%zu) failed at op %d", size[s], op);
+        memset(slot[s], (unsigned char)size[s], size[s]);
+        if (op % 50 == 49) {
+            size_t rss = rss_bytes();
+            CHECK(rss <= rss_start + live_max + 80 * MiB,
+                  "RSS %zu MiB after %d ops (start %zu MiB, at most 64 MiB live): freed blocks pile up", rss / MiB,
+                  op + 1, rss_start / MiB);
+        }
+    }
+    for (int s = 0; s < SLOTS; s++)
+        free(slot[s]);
+    size_t rss_end = rss_bytes();
+    CHECK(rss_end <= rss_start + 80 * MiB,
+          "RSS %zu MiB after freeing everything, %zu MiB at the start: more than 80 MiB kept", rss_end / MiB,
+          rss_start / MiB);
+}
+
+/* 2 MiB alignment for 1 B, 4 KiB and 3 MiB requests, by every aligned API. */
+static void t_align_2m(void)
+{
+    const size_t align = 2 * MiB;
+    const size_t sizes[] = {1, 4096, 3 * MiB};
+    void *live[9];
+    int nlive = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        void *p = NULL;
+        int rc = posix_memalign(&p, align, n);
+        CHECK(rc == 0, "posix_memalign(2 MiB, %zu) returned %d", n, rc);
+        void *q = aligned_alloc(align, n);
+        void *r = memalign(align, n);
+        void *got[3] = {p, q, r};
+        const char *how[3] = {"posix_memalign", "aligned_alloc", "memalign"};
+        for (int k = 0; k < 3; k++) {
+            REQUIRE(got[k], "%s(2 MiB, %zu) returned NULL", how[k], n);
+            CHECK_OWNS(got[k]);
+            CHECK(IS_ALIGNED(got[k], align), "%s(2 MiB, %zu) = %p is not 2 MiB aligned", how[k], n, got[k]);
+            size_t usable = malloc_usable_size(got[k]);
+            CHECK(usable >= n, "%s(2 MiB, %zu): usable %zu", how[k], n, usable);
+            fill_pattern(got[k], usable, n + (size_t)k);
+            live[nlive++] = got[k];
+        }
+    }
+    /* All nine live at once: none overlaps another. */
+    for (int i = 0; i < nlive; i++) {
+        size_t n = sizes[i / 3];
+        CHECK(check_pattern(live[i], malloc_usable_size(live[i]), n + (size_t)(i % 3)) < 0,
+              "2 MiB-aligned block %d of %zu bytes was overwritten", i, n);
+        free(live[i]);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct subtest tests[] = {
+        {"cycles_64m", t_cycles_64m},
+        {"cycles_1_16m", t_cycles_1_16m},
+        {"align_2m", t_align_2m},
+    };
+    return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}

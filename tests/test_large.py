@@ -1,0 +1,18 @@
+"""Large tier (tests/c/large_tier.c): 200 x 64 MiB and many 1-16 MiB cycles
+keep RSS bounded; 2 MiB alignment for small and large requests."""
+
+import pytest
+
+from conftest import check_subtest_list, run_subtest
+
+SUBTESTS = ["cycles_64m", "cycles_1_16m", "align_2m"]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("subtest", SUBTESTS)
+def test_large(subtest):
+    run_subtest("large_tier", subtest, timeout=200)
+
+
+def test_large_subtest_list():
+    check_subtest_list("large_tier", SUBTESTS)
