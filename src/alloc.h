@@ -8,14 +8,14 @@
 
 #include "tiny.h"
 
-void *hak_alloc_slow(size_t size, size_t align, bool zero);
+void *hak_alloc_slow(size_t size, size_t align);
 void hak_free_slow(void *p);
 
 HAK_INLINE void *hak_alloc_inline(size_t size)
 {
     if (HAK_LIKELY(size <= HAK_SMALL_MAX))
         return hak_small_alloc_inline(size);
-    return hak_alloc_slow(size, HAK_MIN_ALIGN, false);
+    return hak_alloc_slow(size, HAK_MIN_ALIGN);
 }
 
 HAK_INLINE void hak_free_inline(void *p)

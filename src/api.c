@@ -13,7 +13,7 @@
 
 /* ---- dispatcher slow paths ---- */
 
-HAK_NOINLINE void *hak_alloc_slow(size_t size, size_t align, bool zero)
+HAK_NOINLINE void *hak_alloc_slow(size_t size, size_t align)
 {
     hak_ensure_init();
     if (HAK_UNLIKELY(hak_in_bootstrap()))
@@ -28,13 +28,9 @@ HAK_NOINLINE void *hak_alloc_slow(size_t size, size_t align, bool zero)
         p = hak_small_alloc_aligned(size, align);
     else if (size <= HAK_SMALL_MAX && align <= HAK_MIN_ALIGN)
         p = hak_small_alloc_inline(size);
-    if (p) {
-        if (zero)
-            memset(p, 0, hak_small_usable(p));
+    if (p)
         return p;
-    }
-    p = hak_large_alloc(size, align);
-    return p;
+    return hak_large_alloc(size, align, false);
 }
 
 HAK_NOINLINE void hak_free_slow(void *p)
@@ -59,7 +55,7 @@ static void *alloc_aligned(size_t size, size_t align)
      * alignment needs a 16-byte one. */
     if (align <= HAK_MIN_ALIGN)
         return hak_alloc_inline(align == HAK_MIN_ALIGN && size < HAK_MIN_ALIGN ? HAK_MIN_ALIGN : size);
-    return hak_alloc_slow(size, align, false);
+    return hak_alloc_slow(size, align);
 }
 
 static bool is_power_of_two(size_t x)
@@ -68,7 +64,7 @@ static bool is_power_of_two(size_t x)
 }
 
 /* Large blocks come from fresh mappings (already zero) unless the
- * BigCache served them, so calloc clears only what may be dirty. */
+ * BigCache served them: the Large tier clears only those. */
 static void *alloc_zeroed(size_t size)
 {
     if (size <= HAK_SMALL_MAX) {
@@ -84,13 +80,7 @@ static void *alloc_zeroed(size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    uint64_t hits_before = atomic_load_explicit(&hak_counters.bigcache_hits, memory_order_relaxed);
-    void *p = hak_large_alloc(size, HAK_MIN_ALIGN);
-    /* Another thread's hit can only cause a needless clear, never a
-     * missed one. */
-    if (p && atomic_load_explicit(&hak_counters.bigcache_hits, memory_order_relaxed) != hits_before)
-        memset(p, 0, size);
-    return p;
+    return hak_large_alloc(size, HAK_MIN_ALIGN, true);
 }
 
 /* ---- the C API ---- */

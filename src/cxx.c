@@ -32,7 +32,7 @@ HAK_NOINLINE void *hak_cxx_new_slow(size_t size, size_t align, bool nothrow)
     /* 8-byte blocks serve requests under 16 bytes: not with align 16. */
     size_t want = align >= HAK_MIN_ALIGN && size < HAK_MIN_ALIGN ? HAK_MIN_ALIGN : size;
     for (;;) {
-        void *p = align <= HAK_MIN_ALIGN ? hak_alloc_inline(want) : hak_alloc_slow(want, align, false);
+        void *p = align <= HAK_MIN_ALIGN ? hak_alloc_inline(want) : hak_alloc_slow(want, align);
         if (p)
             return p;
         if (!call_new_handler())

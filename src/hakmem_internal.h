@@ -128,7 +128,8 @@ bool hak_small_can_align(size_t size, size_t align);
 
 /* ---- large.c ---- */
 void hak_large_init(void);
-void *hak_large_alloc(size_t size, size_t align);
+/* zero: the block must read as zero (fresh mappings are; a BigCache hit is cleared). */
+void *hak_large_alloc(size_t size, size_t align, bool zero);
 void hak_large_free(void *p);
 void *hak_large_realloc(void *p, size_t size);
 size_t hak_large_usable(const void *p);

@@ -209,7 +209,7 @@ static bool bigcache_put(void *p, size_t map_size, uint64_t now)
     return true;
 }
 
-void *hak_large_alloc(size_t size, size_t align)
+void *hak_large_alloc(size_t size, size_t align, bool zero)
 {
     hak_ensure_init();
     if (size > PTRDIFF_MAX - HUGE_PAGE || align > PTRDIFF_MAX / 2) {
@@ -260,6 +260,8 @@ void *hak_large_alloc(size_t size, size_t align)
     pthread_mutex_unlock(&large_lock);
     HAK_COUNT(large_live, 1);
     HAK_COUNT(large_live_bytes, map_size);
+    if (zero && got_size)
+        memset(p, 0, size);
     return p;
 }
 

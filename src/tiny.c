@@ -247,7 +247,7 @@ static void *route_away(unsigned class_index, size_t size, int reason)
         return hak_small_alloc_slow(FIRST_MID_CLASS, size);
     }
     /* The SuperSlab tiers cannot grow: the Large tier maps the block. */
-    return hak_large_alloc(size, HAK_MIN_ALIGN);
+    return hak_large_alloc(size, HAK_MIN_ALIGN, false);
 }
 
 HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)

@@ -252,37 +252,33 @@ static void glibc_heap_report(const char *file, int line)
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* Resident set size in bytes, from /proc/self/statm (read without stdio so
- * that measuring does not allocate). */
+/* Field `index` of /proc/self/statm (0 virtual size, 1 resident), in
+ * bytes; read without stdio so that measuring does not allocate. */
+static size_t statm_bytes(int index) CHECK_UNUSED;
+static size_t statm_bytes(int index)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    REQUIRE(fd >= 0, "open /proc/self/statm: %s", strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    REQUIRE(n > 0, "read /proc/self/statm");
+    buf[n] = 0;
+    unsigned long pages[2] = {0, 0};
+    REQUIRE(sscanf(buf, "%lu %lu", &pages[0], &pages[1]) == 2, "parse statm '%s'", buf);
+    return (size_t)pages[index] * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 static size_t rss_bytes(void) CHECK_UNUSED;
 static size_t rss_bytes(void)
 {
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    REQUIRE(fd >= 0, "open /proc/self/statm: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    REQUIRE(n > 0, "read /proc/self/statm");
-    buf[n] = 0;
-    unsigned long size_pages = 0, rss_pages = 0;
-    REQUIRE(sscanf(buf, "%lu %lu", &size_pages, &rss_pages) == 2, "parse statm '%s'", buf);
-    return (size_t)rss_pages * (size_t)sysconf(_SC_PAGESIZE);
+    return statm_bytes(1);
 }
 
-/* Virtual size in bytes (statm's first field). */
 static size_t vsize_bytes(void) CHECK_UNUSED;
 static size_t vsize_bytes(void)
 {
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    REQUIRE(fd >= 0, "open /proc/self/statm: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    REQUIRE(n > 0, "read /proc/self/statm");
-    buf[n] = 0;
-    unsigned long size_pages = 0;
-    REQUIRE(sscanf(buf, "%lu", &size_pages) == 1, "parse statm '%s'", buf);
-    return (size_t)size_pages * (size_t)sysconf(_SC_PAGESIZE);
+    return statm_bytes(0);
 }
 
 #define MiB ((size_t)1 << 20)
