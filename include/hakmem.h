@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define HAKMEM_VERSION_MAJOR 0
-#define HAKMEM_VERSION_MINOR 1
+#define HAKMEM_VERSION_MINOR 2
 #define HAKMEM_VERSION_PATCH 0
 
 /* "0.1.0 (usdt=1 stats=0 debug=0)": version plus the build switches. */
@@ -56,14 +56,19 @@ struct hakmem_stats {
     uint64_t large_live_bytes;
     uint64_t bigcache_hits;
     uint64_t bigcache_misses;
-    uint64_t bigcache_bytes; /* bytes held in the BigCache now */
-    uint64_t config_rejected;/* HAKMEM_* values rejected at start-up */
-    uint64_t threads_live;   /* threads with a hakmem thread cache */
+    uint64_t bigcache_bytes;  /* bytes held in the BigCache now */
+    uint64_t config_rejected; /* HAKMEM_* values rejected at start-up */
+    uint64_t threads_live;    /* threads with a hakmem thread cache */
     uint64_t threads_exited;
     /* STATS=1 builds only (zero otherwise). */
     uint64_t malloc_calls;
     uint64_t free_calls;
     uint64_t tiny_hits; /* served from a thread cache without a refill */
+    /* Every build again. */
+    uint64_t tiny_fallbacks;      /* Tiny requests served by the next tier (any reason) */
+    uint64_t tiny_remote_drained; /* blocks freed by another thread, taken back by the owner */
+    uint64_t tiny_adopted;        /* slabs of exited threads adopted */
+    uint64_t tiny_abandoned;      /* slabs left by exiting threads with live blocks */
 };
 void hakmem_stats_get(struct hakmem_stats *out);
 

@@ -13,7 +13,10 @@ void hak_free_slow(void *p);
 
 HAK_INLINE void *hak_alloc_inline(size_t size)
 {
-    if (HAK_LIKELY(size <= HAK_SMALL_MAX))
+    /* Tiny first: its class comes from one table load. */
+    if (HAK_LIKELY(size <= HAK_TINY_MAX))
+        return hak_small_alloc_bin(hak_small_bin_lut[size + 7], size);
+    if (size <= HAK_SMALL_MAX)
         return hak_small_alloc_inline(size);
     return hak_alloc_slow(size, HAK_MIN_ALIGN);
 }

@@ -88,6 +88,10 @@ struct hak_counters {
     _Atomic uint64_t malloc_calls;
     _Atomic uint64_t free_calls;
     _Atomic uint64_t tiny_hits;
+    _Atomic uint64_t tiny_fallbacks;
+    _Atomic uint64_t tiny_remote_drained;
+    _Atomic uint64_t tiny_adopted;
+    _Atomic uint64_t tiny_abandoned;
 };
 extern struct hak_counters hak_counters;
 #define HAK_COUNT(field, n) atomic_fetch_add_explicit(&hak_counters.field, (n), memory_order_relaxed)

@@ -17,6 +17,7 @@
 
 extern const uint32_t hak_class_size[HAK_NUM_CLASSES];
 extern const uint8_t hak_small_class_lut[(HAK_TINY_MAX >> 3) + 1];
+extern const uint16_t hak_small_bin_lut[HAK_TINY_MAX + 8];
 
 static inline unsigned hak_size_to_class(size_t size)
 {

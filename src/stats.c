@@ -15,8 +15,8 @@ struct hak_counters hak_counters;
 
 HAK_EXPORT const char *hakmem_version(void)
 {
-    return HAK_STRINGIFY(HAKMEM_VERSION_MAJOR) "." HAK_STRINGIFY(HAKMEM_VERSION_MINOR) "." HAK_STRINGIFY(
-        HAKMEM_VERSION_PATCH) " (usdt=" HAK_STRINGIFY(HAKMEM_USDT) " stats=" HAK_STRINGIFY(HAKMEM_ENABLE_STATS) " debug=" HAK_STRINGIFY(HAKMEM_BUILD_DEBUG) ")";
+    return HAK_STRINGIFY(HAKMEM_VERSION_MAJOR) "." HAK_STRINGIFY(HAKMEM_VERSION_MINOR) "." HAK_STRINGIFY(HAKMEM_VERSION_PATCH) " (usdt=" HAK_STRINGIFY(
+        HAKMEM_USDT) " stats=" HAK_STRINGIFY(HAKMEM_ENABLE_STATS) " debug=" HAK_STRINGIFY(HAKMEM_BUILD_DEBUG) ")";
 }
 
 #define LOAD(field) atomic_load_explicit(&hak_counters.field, memory_order_relaxed)
@@ -42,6 +42,10 @@ HAK_EXPORT void hakmem_stats_get(struct hakmem_stats *out)
     out->malloc_calls = LOAD(malloc_calls);
     out->free_calls = LOAD(free_calls);
     out->tiny_hits = LOAD(tiny_hits);
+    out->tiny_fallbacks = LOAD(tiny_fallbacks);
+    out->tiny_remote_drained = LOAD(tiny_remote_drained);
+    out->tiny_adopted = LOAD(tiny_adopted);
+    out->tiny_abandoned = LOAD(tiny_abandoned);
 }
 
 static double mib(uint64_t bytes)
@@ -59,20 +63,25 @@ HAK_EXPORT void hakmem_print_summary(int fd)
     hak_fdprintf(fd,
                  "hakmem:   tiny+mid (SuperSlabs): %llu SuperSlabs (%.1f MiB), %llu refills, %llu spills, "
                  "%.1f MiB purged\n",
-                 (unsigned long long)s.superslabs, mib(s.superslabs * (2ull << 20)),
-                 (unsigned long long)s.tiny_refills, (unsigned long long)s.tiny_spills, mib(s.purged_bytes));
+                 (unsigned long long)s.superslabs, mib(s.superslabs * (2ull << 20)), (unsigned long long)s.tiny_refills,
+                 (unsigned long long)s.tiny_spills, mib(s.purged_bytes));
+    hak_fdprintf(fd,
+                 "hakmem:   tiny: %llu fallbacks to the next tier, %llu blocks freed by other threads, "
+                 "%llu slabs abandoned by exiting threads, %llu adopted\n",
+                 (unsigned long long)s.tiny_fallbacks, (unsigned long long)s.tiny_remote_drained,
+                 (unsigned long long)s.tiny_abandoned, (unsigned long long)s.tiny_adopted);
     hak_fdprintf(fd,
                  "hakmem:   large: %llu live blocks (%.1f MiB); BigCache %llu hits, %llu misses, holding %.1f MiB\n",
                  (unsigned long long)s.large_live, mib(s.large_live_bytes), (unsigned long long)s.bigcache_hits,
                  (unsigned long long)s.bigcache_misses, mib(s.bigcache_bytes));
-    hak_fdprintf(fd, "hakmem:   os: %llu mmap, %llu munmap, %llu madvise; threads: %llu live, %llu exited; "
-                     "config: %llu rejected\n",
+    hak_fdprintf(fd,
+                 "hakmem:   os: %llu mmap, %llu munmap, %llu madvise; threads: %llu live, %llu exited; "
+                 "config: %llu rejected\n",
                  (unsigned long long)s.os_map_calls, (unsigned long long)s.os_unmap_calls,
                  (unsigned long long)s.os_purge_calls, (unsigned long long)s.threads_live,
                  (unsigned long long)s.threads_exited, (unsigned long long)s.config_rejected);
 #if HAKMEM_ENABLE_STATS
     hak_fdprintf(fd, "hakmem:   fast path (STATS=1): %llu malloc, %llu free, %llu thread-cache hits\n",
-                 (unsigned long long)s.malloc_calls, (unsigned long long)s.free_calls,
-                 (unsigned long long)s.tiny_hits);
+                 (unsigned long long)s.malloc_calls, (unsigned long long)s.free_calls, (unsigned long long)s.tiny_hits);
 #endif
 }

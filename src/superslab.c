@@ -11,17 +11,24 @@
 uint8_t hak_ss_map[HAK_SS_MAP_ENTRIES];
 
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
-/* SuperSlabs with at least one free slab. */
-static struct hak_superslab *ss_with_free;
+/* HOT SuperSlabs with at least one free slab, and DRAINING ones (which
+ * always have free slabs: their utilisation is under the up threshold). */
+static struct hak_superslab *ss_hot_with_free;
+static struct hak_superslab *ss_draining;
 static size_t ss_mapped_count;
 static size_t ss_empty_count;
 /* Bytes of slabs held by Tiny classes: what HAKMEM_TINY_SS_MAX_MB caps. */
 static size_t tiny_slab_bytes;
+/* Tier thresholds in used slabs, fixed at start-up from the configuration. */
+static uint32_t tier_down_slabs;
+static uint32_t tier_up_slabs;
+/* Empty SuperSlabs kept mapped (their slabs purged) so that a live set
+ * hovering around a SuperSlab boundary does not map and unmap each time;
+ * HAKMEM_TINY_SS_MIN_MB raises it. */
+static size_t ss_empty_keep = 1;
 
 #define SS_ALL_USABLE_MASK ((uint32_t)(~0u) & ~((1u << HAK_SS_FIRST_SLAB) - 1))
-/* Empty SuperSlabs kept mapped (their slabs purged) so that a live set
- * hovering around a SuperSlab boundary does not map and unmap each time. */
-#define SS_EMPTY_KEEP 1
+enum { SS_ON_NONE = 0, SS_ON_HOT = 1, SS_ON_DRAINING = 2 };
 
 void hak_ss_lock(void)
 {
@@ -38,27 +45,55 @@ void hak_ss_reset_lock(void)
     pthread_mutex_init(&ss_lock, NULL);
 }
 
-static void list_push(struct hak_superslab *ss)
+static struct hak_superslab **list_head(uint32_t which)
 {
+    return which == SS_ON_HOT ? &ss_hot_with_free : &ss_draining;
+}
+
+static void list_push(struct hak_superslab *ss, uint32_t which)
+{
+    struct hak_superslab **head = list_head(which);
     ss->prev = NULL;
-    ss->next = ss_with_free;
-    if (ss_with_free)
-        ss_with_free->prev = ss;
-    ss_with_free = ss;
+    ss->next = *head;
+    if (*head)
+        (*head)->prev = ss;
+    *head = ss;
+    ss->on_list = which;
 }
 
 static void list_remove(struct hak_superslab *ss)
 {
+    if (ss->on_list == SS_ON_NONE)
+        return;
     if (ss->prev)
         ss->prev->next = ss->next;
     else
-        ss_with_free = ss->next;
+        *list_head(ss->on_list) = ss->next;
     if (ss->next)
         ss->next->prev = ss->prev;
     ss->next = ss->prev = NULL;
+    ss->on_list = SS_ON_NONE;
 }
 
-static struct hak_superslab *ss_map_new(int *reason)
+/* The list a SuperSlab belongs on after a slab changed hands. */
+static void relist(struct hak_superslab *ss)
+{
+    uint32_t want = ss->tier == HAK_SS_DRAINING ? SS_ON_DRAINING : ss->free_slabs ? SS_ON_HOT : SS_ON_NONE;
+    if (ss->on_list != want) {
+        list_remove(ss);
+        if (want != SS_ON_NONE)
+            list_push(ss, want);
+    }
+}
+
+static void set_tier(struct hak_superslab *ss, uint32_t tier)
+{
+    uint32_t used = HAK_SS_USABLE_SLABS - ss->free_slabs;
+    HAK_PROBE(ss_tier, ss, ss->tier, tier, used * 1000u / HAK_SS_USABLE_SLABS);
+    ss->tier = tier;
+}
+
+static struct hak_superslab *ss_map_new_locked(int *reason)
 {
     struct hak_superslab *ss = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE, HAK_PT_TINY);
     if (!ss) {
@@ -69,16 +104,15 @@ static struct hak_superslab *ss_map_new(int *reason)
     ss->magic = HAK_SS_MAGIC;
     ss->free_mask = SS_ALL_USABLE_MASK;
     ss->free_slabs = HAK_SS_USABLE_SLABS;
-    for (size_t i = 0; i < HAK_SLABS_PER_SS; i++) {
-        ss->slabs[i].ss = ss;
+    ss->tier = HAK_SS_HOT;
+    for (size_t i = 0; i < HAK_SLABS_PER_SS; i++)
         ss->slabs[i].class_index = HAK_SLAB_NO_CLASS;
-    }
     hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 1;
     ss_mapped_count++;
     ss_empty_count++;
     HAK_COUNT(superslabs, 1);
     HAK_PROBE(ss_map, ss, HAK_SS_SIZE);
-    list_push(ss);
+    list_push(ss, SS_ON_HOT);
     return ss;
 }
 
@@ -88,14 +122,34 @@ static void ss_unmap(struct hak_superslab *ss)
     /* The unmap below covers the purged slabs too: count them back first so
      * that mapped - unmapped - purged + reused stays the resident size. */
     for (size_t i = HAK_SS_FIRST_SLAB; i < HAK_SLABS_PER_SS; i++)
-        if (ss->slabs[i].purged_bytes)
-            hak_os_unpurge((char *)ss + i * HAK_SLAB_SIZE, ss->slabs[i].purged_bytes, HAK_PT_TINY);
+        if (ss->slabs[i].purged_pages)
+            hak_os_unpurge((char *)ss + i * HAK_SLAB_SIZE, (size_t)ss->slabs[i].purged_pages * HAK_PAGE, HAK_PT_TINY);
     hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 0;
     ss_mapped_count--;
     ss_empty_count--;
     HAK_UNCOUNT(superslabs, 1);
     HAK_PROBE(ss_unmap, ss, HAK_SS_SIZE);
     hak_os_unmap(ss, HAK_SS_SIZE, HAK_PT_TINY);
+}
+
+void hak_ss_init(void)
+{
+    double down = hak_cfg_double(HAK_CFG_SS_TIER_DOWN_THRESHOLD);
+    double up = hak_cfg_double(HAK_CFG_SS_TIER_UP_THRESHOLD);
+    tier_down_slabs = (uint32_t)(down * HAK_SS_USABLE_SLABS);
+    tier_up_slabs = (uint32_t)(up * HAK_SS_USABLE_SLABS + 0.999);
+    if (tier_up_slabs <= tier_down_slabs)
+        tier_up_slabs = tier_down_slabs + 1;
+    size_t min_ss = (size_t)hak_cfg_int(HAK_CFG_TINY_SS_MIN_MB) * HAK_MiB / HAK_SS_SIZE;
+    if (min_ss > ss_empty_keep)
+        ss_empty_keep = min_ss;
+    if (!hak_cfg_int(HAK_CFG_TINY_SS_RESERVE))
+        return;
+    int reason;
+    pthread_mutex_lock(&ss_lock);
+    while (ss_mapped_count < min_ss && ss_map_new_locked(&reason))
+        ;
+    pthread_mutex_unlock(&ss_lock);
 }
 
 struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, int *reason)
@@ -108,9 +162,13 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
         *reason = HAK_FALLBACK_CAP;
         return NULL;
     }
-    struct hak_superslab *ss = ss_with_free;
+    /* HOT first; a DRAINING SuperSlab only before mapping a new one, so
+     * that draining never costs more memory. */
+    struct hak_superslab *ss = ss_hot_with_free;
     if (!ss)
-        ss = ss_map_new(reason);
+        ss = ss_draining;
+    if (!ss)
+        ss = ss_map_new_locked(reason);
     if (!ss) {
         pthread_mutex_unlock(&ss_lock);
         return NULL;
@@ -119,44 +177,49 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
         ss_empty_count--;
     unsigned index = (unsigned)__builtin_ctz(ss->free_mask);
     ss->free_mask &= ~(1u << index);
-    if (--ss->free_slabs == 0)
-        list_remove(ss);
+    ss->free_slabs--;
+    if (ss->tier == HAK_SS_DRAINING && HAK_SS_USABLE_SLABS - ss->free_slabs >= tier_up_slabs)
+        set_tier(ss, HAK_SS_HOT);
+    relist(ss);
     if (tiny)
         tiny_slab_bytes += HAK_SLAB_SIZE;
     pthread_mutex_unlock(&ss_lock);
 
     struct hak_slab *slab = &ss->slabs[index];
     char *base = (char *)ss + (size_t)index * HAK_SLAB_SIZE;
-    if (slab->purged_bytes) {
-        hak_os_unpurge(base, slab->purged_bytes, HAK_PT_TINY);
-        slab->purged_bytes = 0;
+    if (slab->purged_pages) {
+        hak_os_unpurge(base, (size_t)slab->purged_pages * HAK_PAGE, HAK_PT_TINY);
+        slab->purged_pages = 0;
     }
     slab->class_index = (uint16_t)class_index;
-    slab->block_size = block_size;
-    slab->capacity = (uint32_t)(HAK_SLAB_SIZE / block_size);
+    slab->block_size = (uint16_t)block_size;
     slab->bump = base;
-    slab->end = base + (size_t)slab->capacity * block_size;
+    slab->end = base + HAK_SLAB_SIZE / block_size * block_size;
     slab->free_list = NULL;
     slab->used = 0;
-    slab->on_partial = 0;
+    slab->list = HAK_SLAB_UNLISTED;
     slab->next = slab->prev = NULL;
+    atomic_store_explicit(&slab->remote_head, NULL, memory_order_relaxed);
     HAK_PROBE(ss_slab_carve, class_index, block_size, base, ss);
     return slab;
 }
 
 void hak_ss_release_slab(struct hak_slab *slab)
 {
-    struct hak_superslab *ss = slab->ss;
+    struct hak_superslab *ss = hak_ss_of(slab);
     size_t index = (size_t)(slab - ss->slabs);
     char *base = (char *)ss + index * HAK_SLAB_SIZE;
     unsigned class_index = slab->class_index;
     /* Only the part that was ever handed out can be resident. */
     size_t touched = hak_align_up((size_t)(slab->bump - base), HAK_PAGE);
+    atomic_store_explicit(&slab->owner_tp, 0, memory_order_relaxed);
+    atomic_store_explicit(&slab->owner, NULL, memory_order_release);
     slab->class_index = HAK_SLAB_NO_CLASS;
     slab->free_list = NULL;
+    slab->list = HAK_SLAB_UNLISTED;
     if (touched) {
         hak_os_purge(base, touched, HAK_PT_TINY);
-        slab->purged_bytes = (uint32_t)touched;
+        slab->purged_pages = (uint16_t)(touched / HAK_PAGE);
     }
     HAK_PROBE(ss_slab_release, class_index, base, touched);
 
@@ -164,26 +227,32 @@ void hak_ss_release_slab(struct hak_slab *slab)
     if (class_index < HAK_NUM_TINY_CLASSES)
         tiny_slab_bytes -= HAK_SLAB_SIZE;
     ss->free_mask |= 1u << index;
-    if (ss->free_slabs++ == 0)
-        list_push(ss);
+    ss->free_slabs++;
+    if (ss->tier == HAK_SS_HOT && HAK_SS_USABLE_SLABS - ss->free_slabs <= tier_down_slabs)
+        set_tier(ss, HAK_SS_DRAINING);
+    relist(ss);
     if (ss->free_slabs == HAK_SS_USABLE_SLABS) {
         ss_empty_count++;
-        if (hak_cfg_int(HAK_CFG_TINY_TRIM_SS) && ss_empty_count > SS_EMPTY_KEEP)
+        if (hak_cfg_int(HAK_CFG_TINY_TRIM_SS) && ss_empty_count > ss_empty_keep)
             ss_unmap(ss);
     }
     pthread_mutex_unlock(&ss_lock);
 }
 
-/* malloc_trim: unmap every empty SuperSlab. */
+/* malloc_trim: unmap every empty SuperSlab above the HAKMEM_TINY_SS_MIN_MB
+ * reservation. */
 size_t hak_ss_trim(void)
 {
     size_t released = 0;
+    size_t keep = ss_empty_keep > 1 ? ss_empty_keep : 0;
     pthread_mutex_lock(&ss_lock);
-    for (struct hak_superslab *ss = ss_with_free, *next; ss; ss = next) {
-        next = ss->next;
-        if (ss->free_slabs == HAK_SS_USABLE_SLABS) {
-            ss_unmap(ss);
-            released += HAK_SS_SIZE;
+    for (uint32_t which = SS_ON_HOT; which <= SS_ON_DRAINING; which++) {
+        for (struct hak_superslab *ss = *list_head(which), *next; ss; ss = next) {
+            next = ss->next;
+            if (ss->free_slabs == HAK_SS_USABLE_SLABS && ss_empty_count > keep) {
+                ss_unmap(ss);
+                released += HAK_SS_SIZE;
+            }
         }
     }
     pthread_mutex_unlock(&ss_lock);

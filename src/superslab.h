@@ -7,6 +7,8 @@
 #define HAKMEM_SUPERSLAB_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 
 #include "hakmem_internal.h"
 
@@ -25,27 +27,59 @@
 #define HAK_ADDR_BITS 47
 
 struct hak_superslab;
+struct hak_heap;
 
-struct hak_slab {
-    void *free_list;        /* freed blocks, linked through their first word */
-    char *bump;             /* next never-used block */
-    char *end;              /* end of the last whole block */
-    uint32_t used;          /* blocks out of the slab (live or in a thread cache) */
-    uint32_t capacity;
-    uint32_t block_size;
-    uint16_t class_index;   /* HAK_SLAB_NO_CLASS while the slab is free */
-    uint16_t on_partial;    /* linked on its class's partial list */
-    uint32_t purged_bytes;  /* returned with madvise and not touched since */
-    struct hak_slab *next, *prev;
-    struct hak_superslab *ss;
+/* Which list a slab is on (slab->list). */
+enum hak_slab_list {
+    HAK_SLAB_UNLISTED = 0,
+    HAK_SLAB_AVAIL = 1,     /* owner's list of slabs with a local block */
+    HAK_SLAB_FULL = 2,      /* owner's list of slabs with none */
+    HAK_SLAB_ABANDONED = 3, /* central list of its class: owner exited */
 };
 
+/* A slab belongs to one thread (its owner heap) or, after that thread has
+ * exited, to its class's abandoned list. Only the owner touches free_list,
+ * bump and used; any other thread frees into remote_head, a lock-free
+ * stack the owner (or an adopter) takes whole with one exchange. */
+struct hak_slab {
+    /* The owner's cache line. */
+    _Atomic(uintptr_t) owner_tp; /* owner thread's thread pointer (%fs); 0: free or abandoned */
+    uint16_t class_index;        /* HAK_SLAB_NO_CLASS while the slab is free */
+    uint16_t list;               /* enum hak_slab_list */
+    uint32_t used;               /* blocks out: live, cached, or on remote_head */
+    void *free_list;             /* owner-local freed blocks, linked through their first word */
+    char *bump;                  /* next never-used block */
+    char *end;                   /* end of the last whole block */
+    uint16_t block_size;
+    uint16_t purged_pages; /* returned with madvise and not touched since */
+    int32_t bin_tpoff;     /* its class's thread-cache bin, from %fs (tiny.h) */
+    struct hak_slab *next, *prev;
+    /* Written by other threads: a cache line of its own. */
+    _Atomic(void *) remote_head __attribute__((aligned(64)));
+    _Atomic uint32_t remote_count;    /* approximate: only paces draining */
+    _Atomic(struct hak_heap *) owner; /* owner heap, for remote frees to notify; NULL with owner_tp */
+} __attribute__((aligned(128)));
+/* A power of two: free finds the slab with a shift and a mask. */
+_Static_assert(sizeof(struct hak_slab) == 128, "hak_slab_of assumes 128-byte slab records");
+
+/* SuperSlab tiers: HOT SuperSlabs take new slabs; one whose utilisation
+ * (slabs in use / usable slabs) falls to HAKMEM_SS_TIER_DOWN_THRESHOLD
+ * turns DRAINING and is carved only when no HOT one has a free slab, so
+ * that it can empty and go back to the OS; it turns HOT again at
+ * HAKMEM_SS_TIER_UP_THRESHOLD. */
+enum hak_ss_tier { HAK_SS_HOT = 0, HAK_SS_DRAINING = 1 };
+
+/* The slab records come first, so a slab's record is at the SuperSlab
+ * base plus index * 128 (an OR on free's path); record 0 describes the
+ * header slab itself and is never used. */
 struct hak_superslab {
-    uint64_t magic;
-    uint32_t free_slabs;  /* count of slabs with no class */
-    uint32_t free_mask;   /* bit i set: slab i is free */
-    struct hak_superslab *next, *prev;
     struct hak_slab slabs[HAK_SLABS_PER_SS];
+    uint64_t magic;
+    uint32_t free_slabs; /* count of slabs with no class */
+    uint32_t free_mask;  /* bit i set: slab i is free */
+    uint32_t tier;       /* enum hak_ss_tier */
+    uint32_t on_list;    /* 0 none, 1 HOT-with-free, 2 DRAINING */
+    struct hak_superslab *next, *prev;
 };
 
 #define HAK_SS_MAGIC 0x48414b4d53536c62ull /* "HAKMSSlb" */
@@ -66,19 +100,23 @@ static inline struct hak_superslab *hak_ss_of(const void *p)
 static inline bool hak_ss_contains(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    return (a >> HAK_ADDR_BITS) == 0 && hak_ss_map[a >> HAK_SS_SHIFT] != 0;
+    return (a >> HAK_SS_SHIFT) < HAK_SS_MAP_ENTRIES && hak_ss_map[a >> HAK_SS_SHIFT] != 0;
 }
 
 static inline struct hak_slab *hak_slab_of(const void *p)
 {
-    struct hak_superslab *ss = hak_ss_of(p);
-    return &ss->slabs[((uintptr_t)p >> HAK_SLAB_SHIFT) & (HAK_SLABS_PER_SS - 1)];
+    /* Written out so that the index scaling folds into one shift and mask
+     * (sizeof(struct hak_slab) is a power of two). */
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t offset = (a >> (HAK_SLAB_SHIFT - 7)) & ((HAK_SLABS_PER_SS - 1) << 7);
+    return (struct hak_slab *)((a & ~(uintptr_t)(HAK_SS_SIZE - 1)) | offset);
 }
 
 static inline char *hak_slab_base(const struct hak_slab *slab)
 {
-    size_t index = (size_t)(slab - slab->ss->slabs);
-    return (char *)slab->ss + index * HAK_SLAB_SIZE;
+    struct hak_superslab *ss = hak_ss_of(slab);
+    size_t index = (size_t)(slab - ss->slabs);
+    return (char *)ss + index * HAK_SLAB_SIZE;
 }
 
 /* Get a free slab for class_index (NULL with *reason set when the cap is
@@ -87,6 +125,8 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
+/* Map HAKMEM_TINY_SS_MIN_MB of SuperSlabs when HAKMEM_TINY_SS_RESERVE=1. */
+void hak_ss_init(void);
 void hak_ss_lock(void);
 void hak_ss_unlock(void);
 void hak_ss_reset_lock(void);

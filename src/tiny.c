@@ -1,78 +1,164 @@
-/* Slow paths of the SuperSlab tiers: thread-cache refill and spill, the
- * per-class central lists of partially used slabs, routing between Tiny
- * and the next tier, and thread start/exit.
+/* Slow paths of the SuperSlab tiers.
  *
- * Locking: each class has its own central lock; the SuperSlab lock is
- * taken either alone or inside a class lock, never the other way round.
- * Empty slabs are purged outside every lock (madvise is a syscall). */
+ * Each thread has a heap: per class, the slabs it owns (a list of slabs
+ * with a local free block, a list of full ones), a magazine (array of
+ * blocks) behind the SLL, and flags other threads raise when they free
+ * into one of its slabs. The path of a block:
+ *
+ *   malloc: SLL -> magazine -> owned slab (local free list, bump, remote
+ *           list) -> slab adopted from an exited thread -> fresh slab
+ *           from a SuperSlab -> next tier (fallback probe with a reason)
+ *   free by the owner: SLL -> magazine (half the SLL when over capacity)
+ *           -> the slab's local free list (half the magazine)
+ *   free by any other thread: the slab's remote list (one CAS)
+ *
+ * Nothing on the owner's side takes a lock: the central (per-class)
+ * lock guards only abandoned slabs, and the SuperSlab lock only the
+ * carving and release of whole slabs. Empty slabs beyond a small reserve
+ * go back to their SuperSlab at once (purged), and empty SuperSlabs are
+ * unmapped (HAKMEM_TINY_TRIM_SS=1, the default).
+ *
+ * Reentrancy: while a thread is inside these slow paths (tc_busy), a
+ * nested malloc (a signal handler, an interposed mmap) is served by the
+ * Large tier and reported with reason "reentrant"; a nested free goes to
+ * the slab's remote list. Neither touches the structures being edited. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "probes.h"
 #include "tiny.h"
 
 const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
-    8,    16,   32,   48,   64,    80,    96,    112,   128,   160,   192,   224,   256,   320,
-    384,  448,  512,  640,  768,   896,   1024,  1280,  1536,  1792,  2048,  2560,  3072,  3584,
+    8,    16,   32,   48,   64,   80,    96,    112,   128,   160,   192,   224,   256,   320,
+    384,  448,  512,  640,  768,  896,   1024,  1280,  1536,  1792,  2048,  2560,  3072,  3584,
     4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
 };
 
-/* Class for each 8-byte step up to 1 KiB, indexed by (size + 7) >> 3. */
-const uint8_t hak_small_class_lut[(HAK_TINY_MAX >> 3) + 1] = {
-#define L16(c) c, c
-#define L32(c) c, c, c, c
-#define L64(c) c, c, c, c, c, c, c, c
-#define L128(c) L64(c), L64(c)
-    0,     0,       1,       L16(2), L16(3), L16(4), L16(5), L16(6), L16(7), L16(8), L32(9), L32(10),
-    L32(11), L32(12), L64(13), L64(14), L64(15), L64(16), L128(17), L128(18), L128(19), L128(20),
+/* Class for each 8-byte step up to 1 KiB, indexed by (size + 7) >> 3.
+ * The second table is the same per byte, indexed by size + 7 (the 7 folds
+ * into the load's displacement), and holds the class as its bin's byte
+ * offset in the thread's bins: malloc's fast path needs neither a shift
+ * nor a scale. 2 KiB, of which a program touches the lines of the sizes
+ * it uses. */
+#define L8(M, c) M(c)
+#define L16(M, c) M(c), M(c)
+#define L32(M, c) M(c), M(c), M(c), M(c)
+#define L64(M, c) L32(M, c), L32(M, c)
+#define L128(M, c) L64(M, c), L64(M, c)
+#define CLASS_LUT(M)                                                                                                \
+    L8(M, 0), L8(M, 0), L8(M, 1), L16(M, 2), L16(M, 3), L16(M, 4), L16(M, 5), L16(M, 6), L16(M, 7), L16(M, 8),      \
+        L32(M, 9), L32(M, 10), L32(M, 11), L32(M, 12), L64(M, 13), L64(M, 14), L64(M, 15), L64(M, 16), L128(M, 17), \
+        L128(M, 18), L128(M, 19), L128(M, 20)
+#define AS_CLASS(c) c
+#define AS_BIN_OFFSET(c) BIN8((c) * sizeof(struct hak_tc_bin))
+#define BIN8(o) o, o, o, o, o, o, o, o
+const uint8_t hak_small_class_lut[(HAK_TINY_MAX >> 3) + 1] = {CLASS_LUT(AS_CLASS)};
+const uint16_t hak_small_bin_lut[HAK_TINY_MAX + 8] = {CLASS_LUT(AS_BIN_OFFSET)};
+#undef L8
 #undef L16
 #undef L32
 #undef L64
 #undef L128
-};
+#undef CLASS_LUT
+#undef AS_CLASS
+#undef AS_BIN_OFFSET
+#undef BIN8
 
-HAK_TLS struct hak_tc_bin hak_tc_bins[HAK_NUM_CLASSES];
+HAK_TLS struct hak_tls hak_tls = {.heap = HAK_NO_HEAP};
 
 enum tc_state { TC_NEW = 0, TC_ACTIVE = 1, TC_EXITED = 2 };
 static HAK_TLS uint8_t tc_state;
+static HAK_TLS uint8_t tc_busy;
+
+/* The front that serves a class (HAKMEM_TINY_TLS_SLL, _QUICK, _FASTCACHE).
+ * Only FRONT_SLL is inlined into malloc and free; the others are A/B
+ * options served from the slow path (see the measurements in README). */
+enum front { FRONT_SLL = 0, FRONT_MAG = 1, FRONT_QUICK = 2, FRONT_DIRECT = 3 };
+
+#define QUICK_SLOTS 6
+/* TinyQuickSlot: six blocks and their count in one cache line. */
+struct quick_slot {
+    uint32_t count;
+    void *item[QUICK_SLOTS];
+} __attribute__((aligned(64)));
+
+struct slab_list {
+    struct hak_slab *head, *tail;
+};
+
+struct class_state {
+    struct slab_list avail; /* owned slabs with a local block; head = current */
+    struct slab_list full;  /* owned slabs with none */
+    uint32_t empty;         /* owned slabs with no block out */
+    uint32_t mag_count;
+    void **mag;
+    uint32_t misses; /* SLL misses, for HAKMEM_TINY_REMOTE_DRAIN_TRYRATE */
+};
+
+struct hak_heap {
+    struct class_state cls[HAK_NUM_CLASSES];
+    /* Raised by another thread's free (see remote_free). */
+    _Atomic uint32_t remote_pending[HAK_NUM_CLASSES];
+    struct quick_slot quick[HAK_NUM_CLASSES];
+    uint64_t refilled; /* blocks since the last abandoned-slab sweep */
+    struct hak_heap *next_free;
+    long tid;
+};
 
 struct central {
     pthread_mutex_t lock;
-    struct hak_slab *partial; /* slabs with a free or never-used block */
-    uint32_t empty_slabs;     /* of those, slabs with no block out */
+    struct slab_list abandoned; /* slabs of exited threads */
 } __attribute__((aligned(64)));
 
 static struct central centrals[HAK_NUM_CLASSES];
 
+/* Heaps are recycled, never unmapped: another thread may still write a
+ * remote_pending flag into the heap of a thread that has just exited. */
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hak_heap *free_heaps;
+static size_t heap_bytes;
+
 /* Per-class parameters, fixed at initialisation from the configuration. */
-static uint32_t class_cap[HAK_NUM_CLASSES];
+static uint32_t class_mag_cap[HAK_NUM_CLASSES];
+static uint32_t class_sll_limit[HAK_NUM_CLASSES];
 static uint32_t class_refill[HAK_NUM_CLASSES];
-static uint32_t class_spill_limit[HAK_NUM_CLASSES];
+static uint8_t class_front[HAK_NUM_CLASSES];
 /* Reason a Tiny class is routed to the next tier, or -1. */
 static int8_t class_route_away[HAK_NUM_CLASSES];
+static uint32_t remote_threshold;
+static uint32_t remote_tryrate;
+static uint64_t sweep_interval;
+static bool adopt_partial;
 
-/* Empty slabs a class keeps (not purged) so that a live set oscillating
- * around a slab boundary does not madvise on every swing. */
-#define CENTRAL_EMPTY_KEEP 2
+/* Empty slabs a thread keeps per class (not purged) so that a live set
+ * oscillating around a slab boundary does not madvise on every swing. */
+#define EMPTY_KEEP 1
+/* Full slabs looked at per scan for remote frees: bounds the scan when a
+ * thread owns many full slabs. */
+#define FULL_SCAN_MAX 64
 /* First class above the Tiny tier: where Tiny falls back to. */
 #define FIRST_MID_CLASS HAK_NUM_TINY_CLASSES
 
-static uint32_t default_cap(unsigned class_index)
+/* Magazine capacity when HAKMEM_TINY_MAG_CAP* is unset. bench/tiny_hot
+ * and tiny_bands: 128 blocks up to 64 B (the SLL holds twice that) and
+ * 16 KiB of blocks per larger Tiny class keep refills under 1 % of calls;
+ * the 1-32 KiB classes hold 128 KiB per class (bench/mixed_mid: at 64 KiB
+ * a refill or spill came every ten operations). */
+static uint32_t default_mag_cap(unsigned class_index)
 {
     uint32_t size = hak_class_size[class_index];
-    if (class_index >= HAK_NUM_TINY_CLASSES) {
-        /* bench/mixed_mid: 64 KiB per class cost one refill or spill per
-         * ten operations; 256 KiB (at least 16 blocks) cut that fivefold. */
-        uint32_t cap = (uint32_t)(256 * HAK_KiB / size);
-        return cap < 16 ? 16 : cap;
-    }
-    /* 512 blocks up to 64 B, then about 32 KiB of blocks per class. */
-    if (size <= 64)
-        return 512;
-    uint32_t cap = (uint32_t)(32 * HAK_KiB / size);
-    return cap < 32 ? 32 : cap;
+    uint32_t cap;
+    if (class_index >= HAK_NUM_TINY_CLASSES)
+        cap = (uint32_t)(128 * HAK_KiB / size);
+    else if (size <= 64)
+        cap = 128;
+    else
+        cap = (uint32_t)(16 * HAK_KiB / size);
+    return cap < 16 ? 16 : cap;
 }
 
 static void configure_classes(void)
@@ -80,19 +166,26 @@ static void configure_classes(void)
     long long profile = hak_cfg_int(HAK_CFG_TINY_PROFILE);
     bool tiny_enabled = hak_cfg_int(HAK_CFG_WRAP_TINY) && hak_cfg_int(HAK_CFG_TINY_USE_SUPERSLAB);
     uint32_t keep_factor = hak_cfg_int(HAK_CFG_FREE_POLICY) == HAK_FREE_KEEP ? 4 : 1;
+    uint32_t multiplier = (uint32_t)hak_cfg_int(HAK_CFG_SLL_MULTIPLIER);
+    bool sll = hak_cfg_int(HAK_CFG_TINY_TLS_SLL);
+    bool quick = hak_cfg_int(HAK_CFG_TINY_QUICK);
+    bool direct = hak_cfg_int(HAK_CFG_TINY_FASTCACHE) || hak_cfg_int(HAK_CFG_TINY_FRONTEND);
 
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         pthread_mutex_init(&centrals[c].lock, NULL);
-        uint32_t cap = default_cap(c);
+        uint32_t mag = default_mag_cap(c);
+        uint32_t sll_cap = mag;
         uint32_t refill;
+        uint8_t front = FRONT_SLL;
         class_route_away[c] = -1;
         if (c < HAK_NUM_TINY_CLASSES) {
             unsigned band = hak_class_band(c);
             bool hot = band <= 3;
             if (hak_cfg_is_set(HAK_CFG_TINY_MAG_CAP_C0 + band))
-                cap = (uint32_t)hak_cfg_int(HAK_CFG_TINY_MAG_CAP_C0 + band);
+                mag = (uint32_t)hak_cfg_int(HAK_CFG_TINY_MAG_CAP_C0 + band);
             else if (hak_cfg_is_set(HAK_CFG_TINY_MAG_CAP))
-                cap = (uint32_t)hak_cfg_int(HAK_CFG_TINY_MAG_CAP);
+                mag = (uint32_t)hak_cfg_int(HAK_CFG_TINY_MAG_CAP);
+            sll_cap = hot ? mag * multiplier : mag;
             refill = (uint32_t)hak_cfg_int(hot ? HAK_CFG_TINY_REFILL_MAX_HOT : HAK_CFG_TINY_REFILL_MAX);
             if (hot && hak_cfg_is_set(HAK_CFG_TINY_REFILL_MAX_HOT_C0 + band))
                 refill = (uint32_t)hak_cfg_int(HAK_CFG_TINY_REFILL_MAX_HOT_C0 + band);
@@ -103,151 +196,545 @@ static void configure_classes(void)
                 class_route_away[c] = HAK_FALLBACK_DISABLED;
             else if (profile == HAK_PROFILE_OFF || (profile == HAK_PROFILE_HOT && band == 7))
                 class_route_away[c] = HAK_FALLBACK_ROUTING;
+            if (direct)
+                front = FRONT_DIRECT;
+            else if (quick && hak_class_size[c] <= 64)
+                front = FRONT_QUICK;
+            else if (!sll)
+                front = FRONT_MAG;
         } else {
-            refill = cap / 2 ? cap / 2 : 1;
+            refill = sll_cap / 2;
         }
-        if (refill > cap)
-            refill = cap;
-        class_cap[c] = cap;
-        class_refill[c] = refill;
-        class_spill_limit[c] = cap * keep_factor + (uint32_t)hak_cfg_int(HAK_CFG_TINY_SPILL_HYST);
+        if (refill > sll_cap)
+            refill = sll_cap;
+        if (refill > mag)
+            refill = mag;
+        class_mag_cap[c] = mag;
+        class_refill[c] = refill ? refill : 1;
+        class_front[c] = front;
+        class_sll_limit[c] = front == FRONT_SLL && class_route_away[c] < 0
+                                 ? sll_cap * keep_factor + (uint32_t)hak_cfg_int(HAK_CFG_TINY_SPILL_HYST)
+                                 : 0;
     }
+    remote_threshold = (uint32_t)hak_cfg_int(HAK_CFG_TINY_REMOTE_DRAIN_THRESHOLD);
+    remote_tryrate = (uint32_t)hak_cfg_int(HAK_CFG_TINY_REMOTE_DRAIN_TRYRATE);
+    sweep_interval = (uint64_t)hak_cfg_int(HAK_CFG_TINY_SS_PARTIAL_INTERVAL);
+    adopt_partial = hak_cfg_int(HAK_CFG_TINY_SS_PARTIAL);
+
+    size_t bytes = sizeof(struct hak_heap);
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+        bytes += (size_t)class_mag_cap[c] * sizeof(void *);
+    heap_bytes = hak_align_up(bytes, HAK_PAGE);
 }
 
 void hak_small_init(void)
 {
     configure_classes();
+    hak_ss_init();
 }
 
-static void partial_push(struct central *c, struct hak_slab *slab)
+/* ---- slab lists ---- */
+
+static void slab_push(struct slab_list *list, struct hak_slab *slab, uint16_t which)
 {
     slab->prev = NULL;
-    slab->next = c->partial;
-    if (c->partial)
-        c->partial->prev = slab;
-    c->partial = slab;
-    slab->on_partial = 1;
+    slab->next = list->head;
+    if (list->head)
+        list->head->prev = slab;
+    else
+        list->tail = slab;
+    list->head = slab;
+    slab->list = which;
 }
 
-static void partial_remove(struct central *c, struct hak_slab *slab)
+static void slab_append(struct slab_list *list, struct hak_slab *slab, uint16_t which)
+{
+    slab->next = NULL;
+    slab->prev = list->tail;
+    if (list->tail)
+        list->tail->next = slab;
+    else
+        list->head = slab;
+    list->tail = slab;
+    slab->list = which;
+}
+
+static void slab_remove(struct slab_list *list, struct hak_slab *slab)
 {
     if (slab->prev)
         slab->prev->next = slab->next;
     else
-        c->partial = slab->next;
+        list->head = slab->next;
     if (slab->next)
         slab->next->prev = slab->prev;
+    else
+        list->tail = slab->prev;
     slab->next = slab->prev = NULL;
-    slab->on_partial = 0;
+    slab->list = HAK_SLAB_UNLISTED;
 }
 
-/* Move up to `want` blocks of the class into a chain; returns the count
- * and sets *reason when the class cannot grow. */
-static uint32_t central_take(unsigned class_index, uint32_t want, void **chain, int *reason, int *source)
+static struct slab_list *owned_list(struct class_state *cs, struct hak_slab *slab)
 {
-    struct central *c = &centrals[class_index];
+    return slab->list == HAK_SLAB_FULL ? &cs->full : &cs->avail;
+}
+
+static bool slab_has_local(const struct hak_slab *slab)
+{
+    return slab->free_list || slab->bump < slab->end;
+}
+
+static void slab_set_owner(struct hak_slab *slab, struct hak_heap *heap)
+{
+    atomic_store_explicit(&slab->owner, heap, memory_order_release);
+    atomic_store_explicit(&slab->owner_tp, heap ? (uintptr_t)__builtin_thread_pointer() : 0, memory_order_release);
+}
+
+/* ---- remote free ---- */
+
+/* A free by a thread that does not own the slab. One CAS on the slab's
+ * own cache line; the owner learns of it through remote_pending, raised
+ * by the free that makes the list non-empty (the owner then finds the
+ * slab even on its full list) and by the one that brings the list to
+ * HAKMEM_TINY_REMOTE_DRAIN_THRESHOLD blocks. */
+static void remote_free(struct hak_slab *slab, void *p, unsigned class_index)
+{
+    void *old = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);
+    do {
+        *(void **)p = old;
+    } while (!atomic_compare_exchange_weak_explicit(&slab->remote_head, &old, p, memory_order_release,
+                                                    memory_order_relaxed));
+    uint32_t queued = atomic_fetch_add_explicit(&slab->remote_count, 1, memory_order_relaxed) + 1;
+    struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
+    if (owner && (old == NULL || queued == remote_threshold))
+        atomic_store_explicit(&owner->remote_pending[class_index], 1, memory_order_release);
+    HAK_PROBE(tiny_remote_free, class_index, p, owner ? owner->tid : 0);
+}
+
+/* Move the slab's remote list to its local free list. Caller owns the
+ * slab or holds its class's central lock (abandoned slab). */
+static uint32_t drain_remote(struct hak_slab *slab)
+{
+    if (!atomic_load_explicit(&slab->remote_head, memory_order_relaxed))
+        return 0;
+    void *list = atomic_exchange_explicit(&slab->remote_head, NULL, memory_order_acquire);
+    atomic_store_explicit(&slab->remote_count, 0, memory_order_relaxed);
+    if (!list)
+        return 0;
+    uint32_t n = 1;
+    void *tail = list;
+    while (*(void **)tail) {
+        tail = *(void **)tail;
+        n++;
+    }
+    *(void **)tail = slab->free_list;
+    slab->free_list = list;
+    slab->used -= n;
+    HAK_COUNT(tiny_remote_drained, n);
+    HAK_PROBE(tiny_remote_drain, slab->class_index, n, hak_slab_base(slab));
+    return n;
+}
+
+/* An owned slab has just reached used == 0: keep it or return it. */
+static void owned_slab_emptied(struct class_state *cs, struct hak_slab *slab)
+{
+    if (cs->empty < EMPTY_KEEP) {
+        cs->empty++;
+        return;
+    }
+    slab_remove(owned_list(cs, slab), slab);
+    hak_ss_release_slab(slab);
+}
+
+static uint32_t owned_drain(struct class_state *cs, struct hak_slab *slab)
+{
+    uint32_t n = drain_remote(slab);
+    if (n && slab->list == HAK_SLAB_FULL) {
+        slab_remove(&cs->full, slab);
+        slab_append(&cs->avail, slab, HAK_SLAB_AVAIL);
+    }
+    if (n && slab->used == 0)
+        owned_slab_emptied(cs, slab);
+    return n;
+}
+
+/* Drain the remote lists of full slabs other threads have freed into.
+ * `all`: drain any non-empty list (the thread needs blocks); otherwise
+ * only lists that reached the threshold. At most FULL_SCAN_MAX slabs are
+ * looked at; the clean ones rotate to the back for the next scan. */
+static void scan_full(struct hak_heap *heap, unsigned class_index, bool all)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    if (!atomic_load_explicit(&heap->remote_pending[class_index], memory_order_relaxed))
+        return;
+    atomic_store_explicit(&heap->remote_pending[class_index], 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    bool left = false;
+    struct hak_slab *stop = NULL;
+    for (unsigned looked = 0; cs->full.head && cs->full.head != stop; looked++) {
+        if (looked == FULL_SCAN_MAX) {
+            left = true;
+            break;
+        }
+        struct hak_slab *slab = cs->full.head;
+        void *remote = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);
+        if (remote && (all || atomic_load_explicit(&slab->remote_count, memory_order_relaxed) >= remote_threshold)) {
+            if (owned_drain(cs, slab))
+                continue;
+        }
+        if (remote)
+            left = true;
+        slab_remove(&cs->full, slab);
+        slab_append(&cs->full, slab, HAK_SLAB_FULL);
+        if (!stop)
+            stop = slab;
+    }
+    if (left)
+        atomic_store_explicit(&heap->remote_pending[class_index], 1, memory_order_relaxed);
+}
+
+/* ---- getting slabs ---- */
+
+static struct hak_slab *adopt(struct hak_heap *heap, unsigned class_index)
+{
+    struct central *central = &centrals[class_index];
+    struct class_state *cs = &heap->cls[class_index];
+    for (;;) {
+        if (!central->abandoned.head)
+            return NULL;
+        pthread_mutex_lock(&central->lock);
+        struct hak_slab *slab = central->abandoned.head;
+        if (slab)
+            slab_remove(&central->abandoned, slab);
+        pthread_mutex_unlock(&central->lock);
+        if (!slab)
+            return NULL;
+        /* Owner first, then drain: a free that lands after the drain
+         * raises this heap's flag. */
+        slab_set_owner(slab, heap);
+        drain_remote(slab);
+        HAK_COUNT(tiny_adopted, 1);
+        HAK_PROBE(tiny_adopt, class_index, hak_slab_base(slab), slab->used);
+        if (slab->used == 0)
+            cs->empty++;
+        if (slab_has_local(slab)) {
+            slab_push(&cs->avail, slab, HAK_SLAB_AVAIL);
+            return slab;
+        }
+        slab_push(&cs->full, slab, HAK_SLAB_FULL);
+    }
+}
+
+static struct hak_slab *find_slab(struct hak_heap *heap, unsigned class_index, int *reason, int *source)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    scan_full(heap, class_index, true);
+    if (cs->avail.head) {
+        *source = HAK_REFILL_REMOTE;
+        return cs->avail.head;
+    }
+    if (adopt_partial) {
+        struct hak_slab *slab = adopt(heap, class_index);
+        if (slab) {
+            *source = HAK_REFILL_ADOPTED;
+            return slab;
+        }
+    }
+    struct hak_slab *slab = hak_ss_acquire_slab(class_index, hak_class_size[class_index], reason);
+    if (!slab)
+        return NULL;
+    /* The barrier keeps the TLS offset a 64-bit GOT load: the linker can
+     * relax only that form when libhakmem.a goes into an executable. */
+    intptr_t tpoff = hak_tls_tpoff();
+    __asm__("" : "+r"(tpoff));
+    slab->bin_tpoff = (int32_t)(tpoff + (intptr_t)(class_index * sizeof(struct hak_tc_bin)));
+    slab_set_owner(slab, heap);
+    slab_push(&cs->avail, slab, HAK_SLAB_AVAIL);
+    cs->empty++;
+    *source = HAK_REFILL_FRESH;
+    return slab;
+}
+
+/* Take up to `want` blocks from the thread's slabs into a chain (head
+ * returned, *tail_out its last block). 0 with *reason set when the class
+ * cannot grow. */
+static uint32_t slabs_take(struct hak_heap *heap, unsigned class_index, uint32_t want, void **tail_out, void **head_out,
+                           int *reason, int *source)
+{
+    struct class_state *cs = &heap->cls[class_index];
     uint32_t size = hak_class_size[class_index];
     uint32_t got = 0;
-    void *head = NULL, **tail = &head;
+    void *head = NULL, *tail = NULL;
     *source = HAK_REFILL_PARTIAL;
-
-    pthread_mutex_lock(&c->lock);
     while (got < want) {
-        struct hak_slab *slab = c->partial;
-        if (!slab) {
-            pthread_mutex_unlock(&c->lock);
-            slab = hak_ss_acquire_slab(class_index, size, reason);
-            pthread_mutex_lock(&c->lock);
-            if (!slab)
-                break;
-            *source = HAK_REFILL_FRESH;
-            partial_push(c, slab);
-            c->empty_slabs++;
-        }
+        struct hak_slab *slab = cs->avail.head;
+        if (!slab && !(slab = find_slab(heap, class_index, reason, source)))
+            break;
         if (slab->used == 0)
-            c->empty_slabs--;
+            cs->empty--;
+        uint32_t before = got;
         while (got < want && slab->free_list) {
             void *block = slab->free_list;
             slab->free_list = *(void **)block;
-            *tail = block;
-            tail = (void **)block;
+            if (tail)
+                *(void **)tail = block;
+            else
+                head = block;
+            tail = block;
             got++;
-            slab->used++;
         }
         while (got < want && slab->bump < slab->end) {
             void *block = slab->bump;
             slab->bump += size;
-            *tail = block;
-            tail = (void **)block;
+            if (tail)
+                *(void **)tail = block;
+            else
+                head = block;
+            tail = block;
             got++;
-            slab->used++;
         }
-        if (!slab->free_list && slab->bump >= slab->end)
-            partial_remove(c, slab);
-    }
-    pthread_mutex_unlock(&c->lock);
-    *tail = NULL;
-    *chain = head;
-    return got;
-}
-
-/* Return a chain of `count` blocks of one class to their slabs. */
-static void central_give(unsigned class_index, void *chain, uint32_t count)
-{
-    struct central *c = &centrals[class_index];
-    struct hak_slab *to_release = NULL;
-
-    pthread_mutex_lock(&c->lock);
-    for (uint32_t k = 0; k < count && chain; k++) {
-        void *block = chain;
-        chain = *(void **)block;
-        struct hak_slab *slab = hak_slab_of(block);
-        *(void **)block = slab->free_list;
-        slab->free_list = block;
-        if (!slab->on_partial)
-            partial_push(c, slab);
-        if (--slab->used == 0) {
-            if (c->empty_slabs < CENTRAL_EMPTY_KEEP) {
-                c->empty_slabs++;
-            } else {
-                partial_remove(c, slab);
-                slab->next = to_release;
-                to_release = slab;
+        slab->used += got - before;
+        if (!slab_has_local(slab)) {
+            uint32_t drained = drain_remote(slab);
+            if (drained == 0) {
+                slab_remove(&cs->avail, slab);
+                slab_push(&cs->full, slab, HAK_SLAB_FULL);
+            } else if (slab->used == 0) {
+                cs->empty++;
             }
         }
     }
-    pthread_mutex_unlock(&c->lock);
+    if (tail)
+        *(void **)tail = NULL;
+    *head_out = head;
+    *tail_out = tail;
+    heap->refilled += got;
+    return got;
+}
 
-    while (to_release) {
-        struct hak_slab *slab = to_release;
-        to_release = slab->next;
-        hak_ss_release_slab(slab);
+/* Give blocks of one class back to their (owned) slabs. */
+static void slab_give(struct class_state *cs, void *block)
+{
+    struct hak_slab *slab = hak_slab_of(block);
+    *(void **)block = slab->free_list;
+    slab->free_list = block;
+    if (slab->list == HAK_SLAB_FULL) {
+        slab_remove(&cs->full, slab);
+        slab_push(&cs->avail, slab, HAK_SLAB_AVAIL);
+    }
+    if (--slab->used == 0)
+        owned_slab_emptied(cs, slab);
+}
+
+static void slabs_give_chain(struct class_state *cs, void *chain, uint32_t count)
+{
+    for (uint32_t k = 0; k < count && chain; k++) {
+        void *block = chain;
+        chain = *(void **)block;
+        slab_give(cs, block);
     }
 }
 
-static void thread_start(void)
+/* Magazine over capacity: its older half goes back to the slabs. */
+static void magazine_spill(struct hak_heap *heap, unsigned class_index)
 {
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-        hak_tc_bins[c].limit = class_route_away[c] < 0 ? class_spill_limit[c] : 0;
-    tc_state = TC_ACTIVE;
-    hak_thread_register();
+    struct class_state *cs = &heap->cls[class_index];
+    uint32_t spill = cs->mag_count - cs->mag_count / 2;
+    for (uint32_t k = 0; k < spill; k++)
+        slab_give(cs, cs->mag[k]);
+    memmove(cs->mag, cs->mag + spill, (cs->mag_count - spill) * sizeof(void *));
+    cs->mag_count -= spill;
+    HAK_COUNT(tiny_spills, 1);
+    HAK_PROBE(tiny_spill, class_index, spill, HAK_SPILL_SLABS);
 }
 
-static void *route_away(unsigned class_index, size_t size, int reason)
+static void magazine_push(struct hak_heap *heap, unsigned class_index, void *block)
 {
+    struct class_state *cs = &heap->cls[class_index];
+    if (cs->mag_count >= class_mag_cap[class_index])
+        magazine_spill(heap, class_index);
+    cs->mag[cs->mag_count++] = block;
+}
+
+/* ---- heaps and threads ---- */
+
+static struct hak_heap *heap_get(void)
+{
+    pthread_mutex_lock(&heap_lock);
+    struct hak_heap *heap = free_heaps;
+    if (heap)
+        free_heaps = heap->next_free;
+    pthread_mutex_unlock(&heap_lock);
+    if (!heap) {
+        heap = hak_os_map(heap_bytes, HAK_PT_META);
+        if (!heap)
+            return NULL;
+        void **storage = (void **)(heap + 1);
+        for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+            heap->cls[c].mag = storage;
+            storage += class_mag_cap[c];
+        }
+    }
+    heap->tid = (long)syscall(SYS_gettid);
+    heap->refilled = 0;
+    return heap;
+}
+
+static void heap_put(struct hak_heap *heap)
+{
+    pthread_mutex_lock(&heap_lock);
+    heap->next_free = free_heaps;
+    free_heaps = heap;
+    pthread_mutex_unlock(&heap_lock);
+}
+
+static bool thread_start(void)
+{
+    tc_busy = 1;
+    struct hak_heap *heap = heap_get();
+    tc_busy = 0;
+    if (!heap)
+        return false;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+        hak_tc_bins[c].room = (int32_t)class_sll_limit[c];
+    hak_my_heap = heap;
+    tc_state = TC_ACTIVE;
+    hak_thread_register();
+    return true;
+}
+
+static void *fall_back(unsigned class_index, size_t size, int reason)
+{
+    HAK_COUNT(tiny_fallbacks, 1);
     HAK_PROBE(tiny_fallback, reason, class_index < HAK_NUM_TINY_CLASSES ? hak_class_band(class_index) : 8, size);
-    if (class_index < HAK_NUM_TINY_CLASSES) {
+    if (class_index < HAK_NUM_TINY_CLASSES && reason != HAK_FALLBACK_REENTRANT && reason != HAK_FALLBACK_EXITED) {
         struct hak_tc_bin *bin = &hak_tc_bins[FIRST_MID_CLASS];
         void *p = bin->head;
         if (p) {
             bin->head = *(void **)p;
-            bin->count--;
+            bin->room++;
             return p;
         }
         return hak_small_alloc_slow(FIRST_MID_CLASS, size);
     }
-    /* The SuperSlab tiers cannot grow: the Large tier maps the block. */
+    /* The SuperSlab tiers cannot serve it: the Large tier maps the block. */
     return hak_large_alloc(size, HAK_MIN_ALIGN, false);
+}
+
+/* Sweep the abandoned slabs of every class: take in what other threads
+ * freed into them and return the ones that emptied. */
+static void sweep_abandoned(void)
+{
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        struct central *central = &centrals[c];
+        if (!central->abandoned.head)
+            continue;
+        struct hak_slab *to_release = NULL;
+        pthread_mutex_lock(&central->lock);
+        for (struct hak_slab *slab = central->abandoned.head, *next; slab; slab = next) {
+            next = slab->next;
+            drain_remote(slab);
+            if (slab->used == 0) {
+                slab_remove(&central->abandoned, slab);
+                slab->next = to_release;
+                to_release = slab;
+            }
+        }
+        pthread_mutex_unlock(&central->lock);
+        while (to_release) {
+            struct hak_slab *slab = to_release;
+            to_release = slab->next;
+            hak_ss_release_slab(slab);
+        }
+    }
+}
+
+/* ---- the slow paths proper ---- */
+
+static void *take_one(struct hak_heap *heap, unsigned class_index, int *reason)
+{
+    void *head, *tail;
+    int source;
+    if (!slabs_take(heap, class_index, 1, &tail, &head, reason, &source))
+        return NULL;
+    return head;
+}
+
+/* Serve an SLL miss: from the magazine, else a refill from the slabs. */
+static void *refill_sll(struct hak_heap *heap, unsigned class_index, int *reason)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    struct hak_tc_bin *bin = &hak_tc_bins[class_index];
+    uint32_t want = class_refill[class_index];
+    void *head, *tail;
+    int source;
+    uint32_t got;
+    HAK_PROBE(tiny_sll_miss, class_index, cs->mag_count);
+    if (++cs->misses >= remote_tryrate) {
+        cs->misses = 0;
+        scan_full(heap, class_index, false);
+    }
+    if (cs->mag_count) {
+        got = want < cs->mag_count ? want : cs->mag_count;
+        void **top = cs->mag + cs->mag_count - got;
+        for (uint32_t k = 0; k + 1 < got; k++)
+            *(void **)top[k] = top[k + 1];
+        head = top[0];
+        tail = top[got - 1];
+        *(void **)tail = NULL;
+        cs->mag_count -= got;
+        source = HAK_REFILL_MAGAZINE;
+    } else {
+        got = slabs_take(heap, class_index, want, &tail, &head, reason, &source);
+        if (!got)
+            return NULL;
+    }
+    HAK_COUNT(tiny_refills, 1);
+    HAK_PROBE(tiny_refill, class_index, got, source);
+    /* Nested calls may have used the SLL meanwhile: append, do not overwrite. */
+    *(void **)tail = bin->head;
+    bin->head = *(void **)head;
+    bin->room -= (int32_t)(got - 1);
+    return head;
+}
+
+static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reason)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    switch (class_front[class_index]) {
+    case FRONT_SLL: return refill_sll(heap, class_index, reason);
+    case FRONT_MAG:
+        if (!cs->mag_count) {
+            void *head, *tail;
+            int source;
+            uint32_t got = slabs_take(heap, class_index, class_refill[class_index], &tail, &head, reason, &source);
+            if (!got)
+                return NULL;
+            HAK_COUNT(tiny_refills, 1);
+            HAK_PROBE(tiny_refill, class_index, got, source);
+            for (void *b = head; b; b = *(void **)b)
+                cs->mag[cs->mag_count++] = b;
+        }
+        return cs->mag[--cs->mag_count];
+    case FRONT_QUICK: {
+        struct quick_slot *q = &heap->quick[class_index];
+        if (q->count)
+            return q->item[--q->count];
+        while (q->count < QUICK_SLOTS && cs->mag_count)
+            q->item[q->count++] = cs->mag[--cs->mag_count];
+        if (!q->count) {
+            void *head, *tail;
+            int source;
+            uint32_t got = slabs_take(heap, class_index, QUICK_SLOTS, &tail, &head, reason, &source);
+            if (!got)
+                return NULL;
+            HAK_PROBE(tiny_refill, class_index, got, source);
+            for (void *b = head; b; b = *(void **)b)
+                q->item[q->count++] = b;
+        }
+        return q->item[--q->count];
+    }
+    default: return take_one(heap, class_index, reason);
+    }
 }
 
 HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
@@ -255,82 +742,174 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     hak_ensure_init();
     if (hak_in_bootstrap())
         return hak_boot_alloc(size, HAK_MIN_ALIGN);
-    if (tc_state == TC_NEW)
-        thread_start();
+    if (tc_busy)
+        return fall_back(class_index, size, HAK_FALLBACK_REENTRANT);
     if (class_route_away[class_index] >= 0)
-        return route_away(class_index, size, class_route_away[class_index]);
-
+        return fall_back(class_index, size, class_route_away[class_index]);
+    if (tc_state != TC_ACTIVE) {
+        if (tc_state == TC_EXITED || !thread_start())
+            return fall_back(class_index, size, HAK_FALLBACK_EXITED);
+    }
     struct hak_tc_bin *bin = &hak_tc_bins[class_index];
-    if (bin->head) { /* served by a fallback call that refilled this bin */
+    if (bin->head) { /* refilled by a fallback call */
         void *p = bin->head;
         bin->head = *(void **)p;
-        bin->count--;
+        bin->room++;
         return p;
     }
-    uint32_t want = tc_state == TC_ACTIVE ? class_refill[class_index] : 1;
-    void *chain;
-    int reason = HAK_FALLBACK_MMAP, source;
-    uint32_t got = central_take(class_index, want, &chain, &reason, &source);
-    if (got == 0)
-        return route_away(class_index, size, reason);
-    HAK_COUNT(tiny_refills, 1);
-    HAK_PROBE(tiny_refill, class_index, got, source);
-
-    void *p = chain;
-    if (tc_state == TC_ACTIVE) {
-        bin->head = *(void **)p;
-        bin->count += got - 1;
-    }
+    struct hak_heap *heap = hak_my_heap;
+    int reason = HAK_FALLBACK_MMAP;
+    tc_busy = 1;
+    void *p = front_alloc(heap, class_index, &reason);
+    bool sweep = sweep_interval && heap->refilled >= sweep_interval;
+    if (sweep)
+        heap->refilled = 0;
+    tc_busy = 0;
+    if (sweep)
+        sweep_abandoned();
+    if (!p)
+        return fall_back(class_index, size, reason);
     return p;
 }
 
-HAK_NOINLINE void hak_small_free_slow(void *p, unsigned class_index)
+/* SLL over its limit: keep half, move the rest to the magazine. */
+static void spill_sll(struct hak_heap *heap, unsigned class_index)
 {
-    if (class_index >= HAK_NUM_CLASSES) {
-        hak_report_misuse("free(): pointer into a free slab (double free?)", p);
-        return;
-    }
-    if (tc_state == TC_NEW)
-        thread_start();
     struct hak_tc_bin *bin = &hak_tc_bins[class_index];
-    if (tc_state != TC_ACTIVE || bin->limit == 0) {
-        central_give(class_index, p, 1);
-        return;
-    }
-    /* Over the limit: keep this block, send the oldest half back. */
-    *(void **)p = bin->head;
-    bin->head = p;
-    bin->count++;
-    uint32_t keep = class_cap[class_index] / 2;
+    uint32_t keep = class_sll_limit[class_index] / 2;
     void **cut = &bin->head;
     for (uint32_t k = 0; k < keep && *cut; k++)
         cut = (void **)*cut;
     void *spill = *cut;
     *cut = NULL;
-    uint32_t spilled = bin->count - keep;
-    bin->count = keep;
-    central_give(class_index, spill, spilled);
-    HAK_COUNT(tiny_spills, 1);
-    HAK_PROBE(tiny_spill, class_index, spilled);
+    uint32_t spilled = (uint32_t)((int32_t)class_sll_limit[class_index] - bin->room) - keep;
+    bin->room = (int32_t)(class_sll_limit[class_index] - keep);
+    for (uint32_t k = 0; k < spilled && spill; k++) {
+        void *block = spill;
+        spill = *(void **)block;
+        magazine_push(heap, class_index, block);
+    }
+    HAK_PROBE(tiny_spill, class_index, spilled, HAK_SPILL_MAGAZINE);
 }
 
-/* Hand the whole thread cache back (thread exit, malloc_trim). */
+static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    switch (class_front[class_index]) {
+    case FRONT_SLL: {
+        struct hak_tc_bin *bin = &hak_tc_bins[class_index];
+        *(void **)p = bin->head;
+        bin->head = p;
+        if (--bin->room < 0)
+            spill_sll(heap, class_index);
+        break;
+    }
+    case FRONT_MAG: magazine_push(heap, class_index, p); break;
+    case FRONT_QUICK: {
+        struct quick_slot *q = &heap->quick[class_index];
+        if (q->count == QUICK_SLOTS) {
+            for (uint32_t k = 0; k < QUICK_SLOTS; k++)
+                magazine_push(heap, class_index, q->item[k]);
+            q->count = 0;
+        }
+        q->item[q->count++] = p;
+        break;
+    }
+    default: slab_give(cs, p); break;
+    }
+}
+
+HAK_NOINLINE void hak_small_free_slow(void *p)
+{
+    struct hak_slab *slab = hak_slab_of(p);
+    unsigned class_index = slab->class_index;
+    if (class_index >= HAK_NUM_CLASSES) {
+        hak_report_misuse("free(): pointer into a free slab (double free?)", p);
+        return;
+    }
+    struct hak_heap *heap = hak_my_heap;
+    if (atomic_load_explicit(&slab->owner_tp, memory_order_relaxed) == (uintptr_t)__builtin_thread_pointer() &&
+        !tc_busy) {
+        tc_busy = 1;
+        owner_free(heap, class_index, p);
+        tc_busy = 0;
+        return;
+    }
+    remote_free(slab, p, class_index);
+}
+
+/* Return every cached block of the thread to its slab; on exit, also
+ * hand every owned slab over (released when empty, else abandoned for
+ * another thread to adopt). */
 void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes)
 {
     uint64_t total_blocks = 0, total_bytes = 0;
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-        struct hak_tc_bin *bin = &hak_tc_bins[c];
-        total_blocks += bin->count;
-        total_bytes += (uint64_t)bin->count * hak_class_size[c];
-        if (bin->count)
-            central_give(c, bin->head, bin->count);
-        bin->head = NULL;
-        bin->count = 0;
+    struct hak_heap *heap = hak_my_heap;
+    if (heap != HAK_NO_HEAP && !tc_busy) {
+        tc_busy = 1;
         if (exiting)
-            bin->limit = 0;
-    }
-    if (exiting)
+            hak_my_heap = HAK_NO_HEAP;
+        for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+            struct hak_tc_bin *bin = &hak_tc_bins[c];
+            struct class_state *cs = &heap->cls[c];
+            struct quick_slot *q = &heap->quick[c];
+            void *chain = bin->head;
+            uint32_t count = 0;
+            for (void *b = chain; b; b = *(void **)b)
+                count++;
+            bin->head = NULL;
+            bin->room = exiting ? 0 : (int32_t)class_sll_limit[c];
+            uint32_t cached = count + cs->mag_count + q->count;
+            total_blocks += cached;
+            total_bytes += (uint64_t)cached * hak_class_size[c];
+            slabs_give_chain(cs, chain, count);
+            for (uint32_t k = 0; k < cs->mag_count; k++)
+                slab_give(cs, cs->mag[k]);
+            cs->mag_count = 0;
+            for (uint32_t k = 0; k < q->count; k++)
+                slab_give(cs, q->item[k]);
+            q->count = 0;
+
+            /* Owned slabs: empty ones go back now; on exit the rest are
+             * abandoned. Owner cleared before the last drain, so a free
+             * that lands later waits on the slab for its adopter. */
+            struct hak_slab *lists[2] = {cs->avail.head, cs->full.head};
+            cs->avail = cs->full = (struct slab_list){NULL, NULL};
+            cs->empty = 0;
+            for (int l = 0; l < 2; l++) {
+                for (struct hak_slab *slab = lists[l], *next; slab; slab = next) {
+                    next = slab->next;
+                    slab->next = slab->prev = NULL;
+                    slab->list = HAK_SLAB_UNLISTED;
+                    if (exiting)
+                        slab_set_owner(slab, NULL);
+                    drain_remote(slab);
+                    if (slab->used == 0) {
+                        hak_ss_release_slab(slab);
+                    } else if (exiting) {
+                        HAK_COUNT(tiny_abandoned, 1);
+                        HAK_PROBE(tiny_abandon, c, hak_slab_base(slab), slab->used);
+                        pthread_mutex_lock(&centrals[c].lock);
+                        slab_push(&centrals[c].abandoned, slab, HAK_SLAB_ABANDONED);
+                        pthread_mutex_unlock(&centrals[c].lock);
+                    } else {
+                        slab_push(slab_has_local(slab) ? &cs->avail : &cs->full, slab,
+                                  slab_has_local(slab) ? HAK_SLAB_AVAIL : HAK_SLAB_FULL);
+                    }
+                }
+            }
+            atomic_store_explicit(&heap->remote_pending[c], 0, memory_order_relaxed);
+            if (!exiting && cs->full.head)
+                atomic_store_explicit(&heap->remote_pending[c], 1, memory_order_relaxed);
+        }
+        if (exiting) {
+            heap_put(heap);
+            tc_state = TC_EXITED;
+        }
+        tc_busy = 0;
+    } else if (exiting) {
         tc_state = TC_EXITED;
+    }
     if (blocks)
         *blocks = total_blocks;
     if (bytes)
@@ -382,35 +961,19 @@ bool hak_small_is_live(const void *p)
     return q >= base && q < slab->bump && (size_t)(q - base) % slab->block_size == 0;
 }
 
+/* malloc_trim: this thread's caches and empty slabs, every abandoned slab
+ * that emptied, then every empty SuperSlab. Other threads' caches are
+ * theirs: they return on the thread's exit or its own trim. */
 size_t hak_small_trim(void)
 {
     hak_small_thread_flush(false, NULL, NULL);
-    /* Release the empty slabs every class keeps. */
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-        struct central *central = &centrals[c];
-        struct hak_slab *to_release = NULL;
-        pthread_mutex_lock(&central->lock);
-        for (struct hak_slab *slab = central->partial, *next; slab; slab = next) {
-            next = slab->next;
-            if (slab->used == 0) {
-                partial_remove(central, slab);
-                central->empty_slabs--;
-                slab->next = to_release;
-                to_release = slab;
-            }
-        }
-        pthread_mutex_unlock(&central->lock);
-        while (to_release) {
-            struct hak_slab *slab = to_release;
-            to_release = slab->next;
-            hak_ss_release_slab(slab);
-        }
-    }
+    sweep_abandoned();
     return hak_ss_trim();
 }
 
 void hak_small_lock_all(void)
 {
+    pthread_mutex_lock(&heap_lock);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         pthread_mutex_lock(&centrals[c].lock);
     hak_ss_lock();
@@ -421,11 +984,13 @@ void hak_small_unlock_all(void)
     hak_ss_unlock();
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         pthread_mutex_unlock(&centrals[c].lock);
+    pthread_mutex_unlock(&heap_lock);
 }
 
 void hak_small_reset_after_fork(void)
 {
     hak_ss_reset_lock();
+    pthread_mutex_init(&heap_lock, NULL);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         pthread_mutex_init(&centrals[c].lock, NULL);
 }
