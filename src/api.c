@@ -3,8 +3,8 @@
  * where the standard says so); nothing here crashes on a bad size. */
 #include <errno.h>
 #include <malloc.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -257,8 +257,8 @@ HAK_EXPORT struct mallinfo2 mallinfo2(void)
     struct mallinfo2 mi;
     memset(&mi, 0, sizeof(mi));
     size_t ss_bytes = (size_t)s.superslabs * ((size_t)2 << 20);
-    mi.arena = ss_bytes;                 /* SuperSlab bytes mapped */
-    mi.hblks = (size_t)s.large_live;     /* live Large blocks */
+    mi.arena = ss_bytes;             /* SuperSlab bytes mapped */
+    mi.hblks = (size_t)s.large_live; /* live Large blocks */
     mi.hblkhd = (size_t)s.large_live_bytes;
     mi.fordblks = (size_t)s.purged_bytes; /* purged: free and not resident */
     mi.keepcost = (size_t)s.bigcache_bytes;
@@ -319,8 +319,7 @@ HAK_EXPORT int malloc_info(int options, FILE *fp)
 
 /* The names glibc's own code and a static link reach. */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
-#define HAK_ALIAS(name, target) \
-    HAK_EXPORT __typeof__(target) name __attribute__((alias(#target)))
+#define HAK_ALIAS(name, target) HAK_EXPORT __typeof__(target) name __attribute__((alias(#target)))
 HAK_ALIAS(__libc_malloc, malloc);
 HAK_ALIAS(__libc_free, free);
 HAK_ALIAS(__libc_calloc, calloc);

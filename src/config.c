@@ -71,8 +71,7 @@ static const struct {
 
 /* Variables read by hakmem's own tools (not by the library). */
 static const char *const tool_variables[] = {
-    "HAKMEM_TRACE_WAIT",
-    "HAKMEM_BUILD", /* the test suite's build folder */
+    "HAKMEM_TRACE_WAIT", "HAKMEM_BUILD", /* the test suite's build folder */
 };
 
 static void reject(enum hak_cfg_id id, const char *value, enum hak_cfg_reject reason, const char *expected)
@@ -128,9 +127,21 @@ static bool parse_size(const char *s, long long *out)
     int shift = 0;
     switch (*end) {
     case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
     default: return false;
     }
     if (shift && (strcasecmp(end, "") == 0 || strcasecmp(end, "b") == 0 || strcasecmp(end, "ib") == 0))
@@ -179,7 +190,9 @@ static const char *type_expectation(const struct cfg_entry *e, char *buf, size_t
     switch (e->type) {
     case HAK_T_BOOL: return "0 or 1 (also true/false, yes/no, on/off)";
     case HAK_T_INT: snprintf(buf, len, "an integer in [%.0f, %.0f]", e->min, e->max); return buf;
-    case HAK_T_SIZE: snprintf(buf, len, "a size in bytes in [%.0f, %.0f], K/M/G suffixes allowed", e->min, e->max); return buf;
+    case HAK_T_SIZE:
+        snprintf(buf, len, "a size in bytes in [%.0f, %.0f], K/M/G suffixes allowed", e->min, e->max);
+        return buf;
     case HAK_T_DOUBLE: snprintf(buf, len, "a number in [%g, %g]", e->min, e->max); return buf;
     case HAK_T_ENUM: snprintf(buf, len, "one of %s", e->words); return buf;
     case HAK_T_LIST:
@@ -265,8 +278,7 @@ static bool parse_value(enum hak_cfg_id id, const char *text, struct cfg_value *
         }
         strcpy(parsed.str, text);
         break;
-    case HAK_T_REMOVED:
-        return false;
+    case HAK_T_REMOVED: return false;
     }
     parsed.has_value = true;
     *v = parsed;
@@ -320,8 +332,8 @@ static void report_unknown(const char *name, size_t name_len, const char *value)
             cfg_rejected++;
             HAK_COUNT(config_rejected, 1);
             HAK_PROBE(config_rejected, build_flags[k].name, value, (int)HAK_REJECT_BUILD_FLAG);
-            hak_warn("%s is a build-time switch, not an environment variable: rebuild with make %s",
-                     unknown, build_flags[k].make_switch);
+            hak_warn("%s is a build-time switch, not an environment variable: rebuild with make %s", unknown,
+                     build_flags[k].make_switch);
             return;
         }
     }
@@ -400,8 +412,7 @@ static void check_consistency(void)
     if (down->d >= up->d) {
         cfg_rejected++;
         HAK_COUNT(config_rejected, 1);
-        HAK_PROBE(config_rejected, cfg_table[HAK_CFG_SS_TIER_UP_THRESHOLD].name, "",
-                  (int)HAK_REJECT_INCONSISTENT);
+        HAK_PROBE(config_rejected, cfg_table[HAK_CFG_SS_TIER_UP_THRESHOLD].name, "", (int)HAK_REJECT_INCONSISTENT);
         hak_warn("HAKMEM_SS_TIER_DOWN_THRESHOLD (%g) must be below HAKMEM_SS_TIER_UP_THRESHOLD (%g); "
                  "using defaults %s and %s",
                  down->d, up->d, cfg_table[HAK_CFG_SS_TIER_DOWN_THRESHOLD].def,

@@ -23,7 +23,7 @@ enum hak_cfg_id {
 #define HAK_CFG_ENUM_ID(id, ...) HAK_CFG_##id,
     HAK_CONFIG_TABLE(HAK_CFG_ENUM_ID)
 #undef HAK_CFG_ENUM_ID
-    HAK_CFG_COUNT
+        HAK_CFG_COUNT
 };
 
 /* Where a value came from. */

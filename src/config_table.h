@@ -17,14 +17,14 @@
 #ifndef HAKMEM_CONFIG_TABLE_H
 #define HAKMEM_CONFIG_TABLE_H
 
-#define HAK_PER_CLASS(X, base, type, def, lo, hi, effect, doc) \
-    X(base##_C0, type, def, lo, hi, NULL, effect, doc " (C0: <= 8 B)")    \
-    X(base##_C1, type, def, lo, hi, NULL, effect, doc " (C1: <= 16 B)")   \
-    X(base##_C2, type, def, lo, hi, NULL, effect, doc " (C2: <= 32 B)")   \
-    X(base##_C3, type, def, lo, hi, NULL, effect, doc " (C3: <= 64 B)")   \
-    X(base##_C4, type, def, lo, hi, NULL, effect, doc " (C4: <= 128 B)")  \
-    X(base##_C5, type, def, lo, hi, NULL, effect, doc " (C5: <= 256 B)")  \
-    X(base##_C6, type, def, lo, hi, NULL, effect, doc " (C6: <= 512 B)")  \
+#define HAK_PER_CLASS(X, base, type, def, lo, hi, effect, doc)           \
+    X(base##_C0, type, def, lo, hi, NULL, effect, doc " (C0: <= 8 B)")   \
+    X(base##_C1, type, def, lo, hi, NULL, effect, doc " (C1: <= 16 B)")  \
+    X(base##_C2, type, def, lo, hi, NULL, effect, doc " (C2: <= 32 B)")  \
+    X(base##_C3, type, def, lo, hi, NULL, effect, doc " (C3: <= 64 B)")  \
+    X(base##_C4, type, def, lo, hi, NULL, effect, doc " (C4: <= 128 B)") \
+    X(base##_C5, type, def, lo, hi, NULL, effect, doc " (C5: <= 256 B)") \
+    X(base##_C6, type, def, lo, hi, NULL, effect, doc " (C6: <= 512 B)") \
     X(base##_C7, type, def, lo, hi, NULL, effect, doc " (C7: <= 1 KiB)")
 
 #define HAK_HOT_CLASS(X, base, type, def, lo, hi, effect, doc)          \
@@ -33,7 +33,7 @@
     X(base##_C2, type, def, lo, hi, NULL, effect, doc " (C2: <= 32 B)") \
     X(base##_C3, type, def, lo, hi, NULL, effect, doc " (C3: <= 64 B)")
 
-#define HAK_REMOVED_CLASS(X, base)                                                 \
+#define HAK_REMOVED_CLASS(X, base)                                                \
     X(base##_C0, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12.") \
     X(base##_C1, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12.") \
     X(base##_C2, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12.") \

@@ -3,9 +3,8 @@
 #include "probes.h"
 
 #if HAKMEM_USDT
-#define HAK_PROBE_DEFINE_SEMAPHORE(name, nargs)                        \
-    __attribute__((section(".probes"), used)) volatile unsigned short \
-        hakmem_##name##_semaphore;
+#define HAK_PROBE_DEFINE_SEMAPHORE(name, nargs) \
+    __attribute__((section(".probes"), used)) volatile unsigned short hakmem_##name##_semaphore;
 HAK_PROBES(HAK_PROBE_DEFINE_SEMAPHORE)
 #undef HAK_PROBE_DEFINE_SEMAPHORE
 #else

@@ -84,3 +84,13 @@ def test_install_with_pkg_config(tmp_path):
     subprocess.run(["cc", str(src), *flags, f"-Wl,-rpath,{prefix / 'lib'}", "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "owned=1" in out.stdout
+
+
+def test_sources_follow_clang_format():
+    """The tree follows .clang-format (make format fixes it)."""
+    import shutil
+    import pytest
+    if not shutil.which("clang-format"):
+        pytest.skip("clang-format is not installed")
+    proc = subprocess.run(["make", "-s", "format-check"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
