@@ -60,7 +60,7 @@ BENCH_SRCS    := $(sort $(wildcard bench/*.c))
 BENCH_BINS    := $(patsubst bench/%.c,$(BUILD)/bench/bin/%,$(BENCH_SRCS))
 TOOL_SRCS     := $(sort $(wildcard tools/*.c))
 
-.PHONY: all lib install uninstall test test-build bench bench-build bench-quick bench-instr bench-probes \
+.PHONY: all lib install uninstall test test-build bench bench-build bench-quick bench-instr bench-probes bench-fronts \
         clean format format-check deps docs check-docs
 
 all: lib $(BUILD)/hakmem-config
@@ -119,6 +119,14 @@ bench-build: lib $(BENCH_BINS)
 
 bench: deps bench-build
 	$(PYTHON) bench/run.py --full $(BENCH_ARGS)
+	$(MAKE) -s bench-fronts
+
+# The Tiny tier's A/B fronts against the default (SLL) front.
+FRONTS = hakmem,hakmem-mag,hakmem-quick,hakmem-fastcache
+bench-fronts: deps bench-build
+	$(PYTHON) bench/run.py --quick --runs 3 --scale 0.3 --allocs $(FRONTS) \
+		--workloads tiny_hot,tiny_bands,mixed_small,xthread_prodcons,larson --out build/bench/fronts
+	$(PYTHON) bench/run.py --instr --allocs $(FRONTS) --out build/bench/fronts
 
 bench-quick: deps bench-build
 	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)

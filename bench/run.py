@@ -39,6 +39,27 @@ ALLOCATORS = [
     ("mimalloc", LIBDIR / "libmimalloc.so.2"),
     ("tcmalloc", LIBDIR / "libtcmalloc_minimal.so.4"),
 ]
+
+
+class VariantPath(type(Path())):
+    """A library path that also carries environment variables: hakmem run
+    with one of its A/B switches (not in the default set; name them with
+    --allocs, or use `make bench-fronts`)."""
+
+
+def hakmem_variant(env):
+    path = VariantPath(REPO / "build" / "libhakmem.so")
+    path.variant_env = env
+    return path
+
+
+# The Tiny tier's alternative fronts (README, "Tiny fronts: A/B").
+VARIANTS = [
+    ("hakmem-mag", hakmem_variant({"HAKMEM_TINY_TLS_SLL": "0"})),
+    ("hakmem-quick", hakmem_variant({"HAKMEM_TINY_QUICK": "1"})),
+    ("hakmem-fastcache", hakmem_variant({"HAKMEM_TINY_FASTCACHE": "1"})),
+]
+
 PACKAGES = {"glibc": "libc6", "jemalloc": "libjemalloc2", "mimalloc": "libmimalloc2.0",
             "tcmalloc": "libtcmalloc-minimal4"}
 
@@ -97,6 +118,7 @@ def alloc_env(preload, extra=None):
     env.pop("BENCH_OPS", None)
     if preload:
         env["LD_PRELOAD"] = str(preload)
+    env.update(getattr(preload, "variant_env", {}))
     env.update(extra or {})
     return env
 
@@ -180,12 +202,12 @@ def ensure_binaries(names):
 
 def select_allocators(arg):
     wanted = [a.strip() for a in arg.split(",")] if arg else [a for a, _ in ALLOCATORS]
-    known = dict(ALLOCATORS)
+    known = dict(ALLOCATORS + VARIANTS)
     for a in wanted:
         if a not in known:
             die(f"unknown allocator {a!r} (known: {', '.join(known)})")
     chosen, missing = [], []
-    for name, path in ALLOCATORS:
+    for name, path in ALLOCATORS + VARIANTS:
         if name not in wanted:
             continue
         if path is not None and not path.exists():
@@ -232,6 +254,8 @@ def machine_info():
 
 
 def allocator_version(name, path):
+    if name.startswith("hakmem-"):
+        return " ".join(f"{k}={v}" for k, v in path.variant_env.items())
     if name == "hakmem":
         # hakmem_version() tells the build switches; asked in a child so a
         # broken library cannot take this script down.
@@ -978,7 +1002,7 @@ def main():
     mode.add_argument("--quick", action="store_true", help="1 run per cell at scale 0.1 (default)")
     mode.add_argument("--instr", action="store_true", help="callgrind instructions per op")
     mode.add_argument("--probes", action="store_true", help="USDT cost: default/USDT=0/traced")
-    p.add_argument("--allocs", help="comma list of: " + ",".join(a for a, _ in ALLOCATORS))
+    p.add_argument("--allocs", help="comma list of: " + ",".join(a for a, _ in ALLOCATORS + VARIANTS))
     p.add_argument("--workloads", help="comma list of: " + ",".join(WORKLOAD_NAMES))
     p.add_argument("--runs", type=int, help="runs per cell (full 5, quick 1, probes 3)")
     p.add_argument("--threads", default="1,2",

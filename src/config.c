@@ -602,7 +602,8 @@ HAK_EXPORT int hakmem_config_print(int fd, int markdown)
                          "A bad value gets one line on stderr naming the variable, the value and what is "
                          "accepted, and the default is used. An unknown `HAKMEM_*` name gets a \"did you "
                          "mean\" line. `HAKMEM_QUIET=1` silences both.\n\n"
-                         "*Takes effect*: `now` = acts in this build; otherwise the tier or feature that "
+                         "*Takes effect*: `now` = acts in this build; `no-op` = accepted, no effect (the description "
+                         "says why); otherwise the tier or feature that "
                          "will act on it (the value is already parsed and validated).\n\n"
                          "| Variable | Type | Default | Range / values | Takes effect | Description |\n"
                          "|---|---|---|---|---|---|\n");

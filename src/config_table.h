@@ -43,8 +43,6 @@
     X(base##_C6, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12.") \
     X(base##_C7, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12.")
 
-#define HAK_W_TINY "Tiny tier"
-#define HAK_W_REMOTE "Tiny remote free"
 #define HAK_W_POOL "Mid/L25 pools"
 #define HAK_W_ADAPT "adaptive control"
 #define HAK_W_OBS "in-process observability"
@@ -54,8 +52,9 @@
     /* 1. Tiny core */                                                                               \
     X(WRAP_TINY, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                                 \
       "Serve requests of <= 1 KiB from the Tiny tier; 0 routes them to the next tier.")              \
-    X(WRAP_TINY_REFILL, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_TINY,                                     \
-      "Allow trylock-based refills while the Tiny tier is re-entered (signal handler, recursion).")  \
+    X(WRAP_TINY_REFILL, HAK_T_BOOL, "0", 0, 1, NULL, "no-op",                                        \
+      "Accepted, no effect: hakmem's Tiny tier takes no lock a re-entrant call could try; a "        \
+      "re-entered Tiny tier is served by the Large tier (tiny_fallback reason 3).")                  \
     X(TINY_USE_SUPERSLAB, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                        \
       "Back the Tiny tier with SuperSlabs; 0 leaves it no slabs, so every Tiny request falls back.") \
     /* 2. Tiny TLS caching */                                                                        \
@@ -63,9 +62,10 @@
       "Thread-cache capacity (blocks) for every Tiny class; unset = per-class default.")             \
     HAK_PER_CLASS(X, TINY_MAG_CAP, HAK_T_INT, "", 1, 65536, "now",                                   \
       "Thread-cache capacity (blocks) for one class; overrides HAKMEM_TINY_MAG_CAP")                 \
-    X(TINY_TLS_SLL, HAK_T_BOOL, "1", 0, 1, NULL, HAK_W_TINY,                                         \
-      "Keep the per-thread singly linked free list in front of the magazines; 0 = magazine only.")   \
-    X(SLL_MULTIPLIER, HAK_T_INT, "2", 1, 16, NULL, HAK_W_TINY,                                       \
+    X(TINY_TLS_SLL, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                              \
+      "Keep the per-thread singly linked free list in front of the magazines; 0 = magazine only "    \
+      "(served from the slow path: slower, see README).")                                            \
+    X(SLL_MULTIPLIER, HAK_T_INT, "2", 1, 16, NULL, "now",                                            \
       "SLL capacity = magazine capacity x this, for the small classes C0..C3.")                      \
     X(TINY_REFILL_MAX, HAK_T_INT, "64", 1, 4096, NULL, "now",                                        \
       "Blocks moved into a thread cache per refill (classes above 64 B).")                           \
@@ -78,21 +78,22 @@
     /* 3. SuperSlab */                                                                               \
     X(TINY_SS_MAX_MB, HAK_T_INT, "", 1, 1048576, NULL, "now",                                        \
       "Cap on SuperSlab memory (MiB); reached, small requests fall back to the next tier. Unset = no cap.") \
-    X(TINY_SS_MIN_MB, HAK_T_INT, "0", 0, 1048576, NULL, HAK_W_TINY,                                  \
-      "SuperSlab memory (MiB) kept mapped even when empty.")                                         \
-    X(TINY_SS_RESERVE, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_TINY,                                      \
+    X(TINY_SS_MIN_MB, HAK_T_INT, "0", 0, 1048576, NULL, "now",                                       \
+      "SuperSlab memory (MiB) kept mapped even when empty (neither HAKMEM_TINY_TRIM_SS nor malloc_trim unmaps it).") \
+    X(TINY_SS_RESERVE, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                           \
       "Map HAKMEM_TINY_SS_MIN_MB of SuperSlabs at start-up.")                                        \
     X(TINY_TRIM_SS, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                              \
       "Unmap empty SuperSlabs. Default 1 (the seed had 0): an empty SuperSlab held forever is the 9 GB RSS failure.") \
     X(TINY_SS_PARTIAL, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                           \
-      "Reuse partially used slabs before carving new ones. Default 1 (the seed had 0): it keeps RSS near the live set.") \
-    X(TINY_SS_PARTIAL_INTERVAL, HAK_T_INT, "1000000", 1, 2147483647, NULL, HAK_W_TINY,               \
-      "Allocations between scans for partially used slabs to reclaim.")                              \
+      "Adopt partially used slabs of exited threads before carving new ones. Default 1 (the seed had 0): it keeps RSS near the live set.") \
+    X(TINY_SS_PARTIAL_INTERVAL, HAK_T_INT, "1000000", 1, 2147483647, NULL, "now",                    \
+      "Blocks a thread takes from slabs between sweeps of abandoned slabs (take in their remote frees, return the empty ones).") \
     /* 4. Remote free */                                                                             \
-    X(TINY_REMOTE_DRAIN_THRESHOLD, HAK_T_INT, "32", 1, 65536, NULL, HAK_W_REMOTE,                    \
-      "Remote frees queued on a slab before its owner drains them.")                                 \
-    X(TINY_REMOTE_DRAIN_TRYRATE, HAK_T_INT, "16", 1, 65536, NULL, HAK_W_REMOTE,                      \
-      "A drain is attempted on 1 in N remote frees past the threshold.")                             \
+    X(TINY_REMOTE_DRAIN_THRESHOLD, HAK_T_INT, "32", 1, 65536, NULL, "now",                           \
+      "Remote frees queued on a full slab that make its owner drain them at its next check, "        \
+      "before it runs out of blocks.")                                                               \
+    X(TINY_REMOTE_DRAIN_TRYRATE, HAK_T_INT, "16", 1, 65536, NULL, "now",                             \
+      "The owner checks for slabs past the threshold on 1 in N misses of its thread cache.")        \
     /* 5. Statistics and profiling */                                                                \
     X(TINY_STAT_RATE_LG, HAK_T_INT, "0", 0, 30, NULL, HAK_W_OBS,                                     \
       "STATS=1 builds: count 1 in 2^N fast-path events (0 = every event).")                          \
@@ -124,11 +125,12 @@
     X(INT_SAMPLE, HAK_T_INT, "", 0, 30, NULL, HAK_W_ADAPT,                                           \
       "Sample INT events at 1/2^N; unset = every event.")                                            \
     /* 8. Frontend experiments */                                                                    \
-    X(TINY_FRONTEND, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_TINY,                                        \
-      "A/B: FastCache layer in front of the Tiny backend.")                                          \
-    X(TINY_FASTCACHE, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_TINY, "A/B: low-level FastCache switch.")   \
-    X(TINY_QUICK, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_TINY,                                           \
-      "A/B: six-item single-cache-line stack for <= 64 B.")                                          \
+    X(TINY_FRONTEND, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                             \
+      "A/B: mimalloc-style front: blocks come from and go straight back to the owned slab's free "   \
+      "list (no SLL, no magazine). Same as HAKMEM_TINY_FASTCACHE=1. Slower (README).")               \
+    X(TINY_FASTCACHE, HAK_T_BOOL, "0", 0, 1, NULL, "now", "A/B: the switch behind HAKMEM_TINY_FRONTEND.") \
+    X(TINY_QUICK, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                                \
+      "A/B: six-item single-cache-line stack instead of the SLL for <= 64 B. Slower (README).")      \
     X(TINY_HOTMAG, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12.")                  \
     X(TINY_HOTMAG_CAP, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12 (fixed 128).")  \
     X(TINY_HOTMAG_REFILL, HAK_T_REMOVED, "", 0, 0, NULL, "removed", "Removed in 2025-12 (fixed 32).") \
@@ -138,9 +140,10 @@
       "Per-band routing: conservative = Tiny first for C0..C7; hot = C0..C3 Tiny only, C7 pool; "    \
       "off = pools only; full = Tiny only.")                                                         \
     /* 10. SuperSlab tiering */                                                                      \
-    X(SS_TIER_DOWN_THRESHOLD, HAK_T_DOUBLE, "0.25", 0, 1, NULL, HAK_W_TINY,                          \
-      "Utilisation at or below which a SuperSlab goes HOT -> DRAINING (no new allocations).")       \
-    X(SS_TIER_UP_THRESHOLD, HAK_T_DOUBLE, "0.50", 0, 1, NULL, HAK_W_TINY,                            \
+    X(SS_TIER_DOWN_THRESHOLD, HAK_T_DOUBLE, "0.25", 0, 1, NULL, "now",                               \
+      "Slabs in use / usable slabs at or below which a SuperSlab goes HOT -> DRAINING: carved only " \
+      "when no HOT one has a free slab, so it can empty and be unmapped.")                           \
+    X(SS_TIER_UP_THRESHOLD, HAK_T_DOUBLE, "0.50", 0, 1, NULL, "now",                                 \
       "Utilisation at or above which a DRAINING SuperSlab returns to HOT (must exceed DOWN).")       \
     /* 11. Memory efficiency */                                                                      \
     X(TINY_RSS_BUDGET_KB, HAK_T_INT, "", 1, 2147483647, NULL, HAK_W_POOL,                            \
@@ -151,7 +154,7 @@
     HAK_PER_CLASS(X, TINY_CAP_FLOOR, HAK_T_INT, "", 0, 65536, HAK_W_POOL,                            \
       "Floor under which the diet never shrinks this class's cache")                                 \
     X(TINY_MEM_DIET, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                             \
-      "Trade speed for footprint: small thread caches, eager purging.")                              \
+      "Trade speed for footprint: small thread caches, no empty slab kept, smaller BigCache.")       \
     X(TINY_SPILL_HYST, HAK_T_INT, "0", 0, 65536, NULL, "now",                                        \
       "Extra blocks a thread cache may hold past capacity before it spills.")                        \
     /* 12. Learning and pools */                                                                     \

@@ -71,6 +71,7 @@ enum hak_refill_source {
 enum hak_spill_target {
     HAK_SPILL_MAGAZINE = 0, /* SLL over capacity: half moves to the magazine */
     HAK_SPILL_SLABS = 1,    /* magazine over capacity: blocks go back to their slabs */
+    HAK_SPILL_IDLE = 2,     /* the class sat idle: its whole thread cache went back */
 };
 enum hak_fallback_reason {
     HAK_FALLBACK_CAP = 0,       /* HAKMEM_TINY_SS_MAX_MB reached */
