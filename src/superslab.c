@@ -15,6 +15,7 @@ static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
  * always have free slabs: their utilisation is under the up threshold). */
 static struct hak_superslab *ss_hot_with_free;
 static struct hak_superslab *ss_draining;
+static struct hak_superslab *ss_all;
 static size_t ss_mapped_count;
 static size_t ss_empty_count;
 /* Bytes of slabs held by Tiny classes: what HAKMEM_TINY_SS_MAX_MB caps. */
@@ -108,6 +109,10 @@ static struct hak_superslab *ss_map_new_locked(int *reason)
     for (size_t i = 0; i < HAK_SLABS_PER_SS; i++)
         ss->slabs[i].class_index = HAK_SLAB_NO_CLASS;
     hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 1;
+    ss->all_next = ss_all;
+    if (ss_all)
+        ss_all->all_prev = ss;
+    ss_all = ss;
     ss_mapped_count++;
     ss_empty_count++;
     HAK_COUNT(superslabs, 1);
@@ -125,6 +130,12 @@ static void ss_unmap(struct hak_superslab *ss)
         if (ss->slabs[i].purged_pages)
             hak_os_unpurge((char *)ss + i * HAK_SLAB_SIZE, (size_t)ss->slabs[i].purged_pages * HAK_PAGE, HAK_PT_TINY);
     hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 0;
+    if (ss->all_prev)
+        ss->all_prev->all_next = ss->all_next;
+    else
+        ss_all = ss->all_next;
+    if (ss->all_next)
+        ss->all_next->all_prev = ss->all_prev;
     ss_mapped_count--;
     ss_empty_count--;
     HAK_UNCOUNT(superslabs, 1);
@@ -257,4 +268,18 @@ size_t hak_ss_trim(void)
     }
     pthread_mutex_unlock(&ss_lock);
     return released;
+}
+
+void hak_ss_disown(struct hak_heap *heap)
+{
+    for (struct hak_superslab *ss = ss_all; ss; ss = ss->all_next) {
+        for (size_t i = HAK_SS_FIRST_SLAB; i < HAK_SLABS_PER_SS; i++) {
+            struct hak_slab *slab = &ss->slabs[i];
+            if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
+                atomic_store_explicit(&slab->owner_tp, 0, memory_order_relaxed);
+                atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
+                slab->list = HAK_SLAB_UNLISTED;
+            }
+        }
+    }
 }

@@ -80,6 +80,7 @@ struct hak_superslab {
     uint32_t tier;       /* enum hak_ss_tier */
     uint32_t on_list;    /* 0 none, 1 HOT-with-free, 2 DRAINING */
     struct hak_superslab *next, *prev;
+    struct hak_superslab *all_next, *all_prev; /* every mapped SuperSlab */
 };
 
 #define HAK_SS_MAGIC 0x48414b4d53536c62ull /* "HAKMSSlb" */
@@ -125,6 +126,8 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
+/* Clear the owner of every slab `heap` owns (fork child, no other thread). */
+void hak_ss_disown(struct hak_heap *heap);
 /* Map HAKMEM_TINY_SS_MIN_MB of SuperSlabs when HAKMEM_TINY_SS_RESERVE=1. */
 void hak_ss_init(void);
 void hak_ss_lock(void);

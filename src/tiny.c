@@ -107,6 +107,11 @@ struct hak_heap {
     struct quick_slot quick[HAK_NUM_CLASSES];
     uint64_t refilled; /* blocks since the last abandoned-slab sweep */
     uint64_t epoch;    /* slow-path allocations of the thread, all classes */
+    /* The thread's bins (its TLS), and the list of heaps in use: a child of
+     * fork() hands back the caches of the threads it did not inherit. */
+    struct hak_tc_bin *bins;
+    uint8_t *busy; /* the thread's tc_busy */
+    struct hak_heap *live_next, *live_prev;
     struct hak_heap *next_free;
     long tid;
 };
@@ -122,6 +127,7 @@ static struct central centrals[HAK_NUM_CLASSES];
  * remote_pending flag into the heap of a thread that has just exited. */
 static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hak_heap *free_heaps;
+static struct hak_heap *live_heaps;
 static size_t heap_bytes;
 
 /* Per-class parameters, fixed at initialisation from the configuration. */
@@ -317,7 +323,11 @@ static void remote_free(struct hak_slab *slab, void *p, unsigned class_index)
         *(void **)p = old;
     } while (!atomic_compare_exchange_weak_explicit(&slab->remote_head, &old, p, memory_order_release,
                                                     memory_order_relaxed));
-    uint32_t queued = atomic_fetch_add_explicit(&slab->remote_count, 1, memory_order_relaxed) + 1;
+    /* A plain load and store, not an atomic add: the count only paces
+     * draining, so a lost increment between two racing freers costs
+     * nothing, and a second locked instruction per remote free would. */
+    uint32_t queued = atomic_load_explicit(&slab->remote_count, memory_order_relaxed) + 1;
+    atomic_store_explicit(&slab->remote_count, queued, memory_order_relaxed);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
     if (owner && (old == NULL || queued == remote_threshold))
         atomic_store_explicit(&owner->remote_pending[class_index], 1, memory_order_release);
@@ -590,12 +600,27 @@ static struct hak_heap *heap_get(void)
     }
     heap->tid = (long)syscall(SYS_gettid);
     heap->refilled = 0;
+    heap->bins = hak_tc_bins;
+    heap->busy = &tc_busy;
+    pthread_mutex_lock(&heap_lock);
+    heap->live_prev = NULL;
+    heap->live_next = live_heaps;
+    if (live_heaps)
+        live_heaps->live_prev = heap;
+    live_heaps = heap;
+    pthread_mutex_unlock(&heap_lock);
     return heap;
 }
 
 static void heap_put(struct hak_heap *heap)
 {
     pthread_mutex_lock(&heap_lock);
+    if (heap->live_prev)
+        heap->live_prev->live_next = heap->live_next;
+    else
+        live_heaps = heap->live_next;
+    if (heap->live_next)
+        heap->live_next->live_prev = heap->live_prev;
     heap->next_free = free_heaps;
     free_heaps = heap;
     pthread_mutex_unlock(&heap_lock);
@@ -910,79 +935,86 @@ HAK_NOINLINE void hak_small_free_slow(void *p)
 /* Return every cached block of the thread to its slab; on exit, also
  * hand every owned slab over (released when empty, else abandoned for
  * another thread to adopt). */
-void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes)
+static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exiting, uint64_t *blocks, uint64_t *bytes)
 {
     uint64_t total_blocks = 0, total_bytes = 0;
-    struct hak_heap *heap = hak_my_heap;
-    if (heap != HAK_NO_HEAP && !tc_busy) {
-        tc_busy = 1;
-        if (exiting)
-            hak_my_heap = HAK_NO_HEAP;
-        for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-            struct hak_tc_bin *bin = &hak_tc_bins[c];
-            struct class_state *cs = &heap->cls[c];
-            struct quick_slot *q = &heap->quick[c];
-            void *chain = bin->head;
-            uint32_t count = 0;
-            for (void *b = chain; b; b = *(void **)b)
-                count++;
-            bin->head = NULL;
-            bin->room = exiting ? 0 : (int32_t)class_sll_limit[c];
-            uint32_t cached = count + cs->mag_count + q->count;
-            total_blocks += cached;
-            total_bytes += (uint64_t)cached * hak_class_size[c];
-            slabs_give_chain(cs, chain, count);
-            for (uint32_t k = 0; k < cs->mag_count; k++)
-                slab_give(cs, cs->mag[k]);
-            cs->mag_count = 0;
-            for (uint32_t k = 0; k < q->count; k++)
-                slab_give(cs, q->item[k]);
-            q->count = 0;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        struct hak_tc_bin *bin = &bins[c];
+        struct class_state *cs = &heap->cls[c];
+        struct quick_slot *q = &heap->quick[c];
+        void *chain = bin->head;
+        uint32_t count = 0;
+        for (void *b = chain; b; b = *(void **)b)
+            count++;
+        bin->head = NULL;
+        bin->room = exiting ? 0 : (int32_t)class_sll_limit[c];
+        uint32_t cached = count + cs->mag_count + q->count;
+        total_blocks += cached;
+        total_bytes += (uint64_t)cached * hak_class_size[c];
+        slabs_give_chain(cs, chain, count);
+        for (uint32_t k = 0; k < cs->mag_count; k++)
+            slab_give(cs, cs->mag[k]);
+        cs->mag_count = 0;
+        for (uint32_t k = 0; k < q->count; k++)
+            slab_give(cs, q->item[k]);
+        q->count = 0;
 
-            /* Owned slabs: empty ones go back now; on exit the rest are
-             * abandoned. Owner cleared before the last drain, so a free
-             * that lands later waits on the slab for its adopter. */
-            struct hak_slab *lists[2] = {cs->avail.head, cs->full.head};
-            cs->avail = cs->full = (struct slab_list){NULL, NULL};
-            cs->empty = 0;
-            for (int l = 0; l < 2; l++) {
-                for (struct hak_slab *slab = lists[l], *next; slab; slab = next) {
-                    next = slab->next;
-                    slab->next = slab->prev = NULL;
-                    slab->list = HAK_SLAB_UNLISTED;
-                    if (exiting)
-                        slab_set_owner(slab, NULL);
-                    drain_remote(slab);
-                    if (slab->used == 0) {
-                        hak_ss_release_slab(slab);
-                    } else if (exiting) {
-                        HAK_COUNT(tiny_abandoned, 1);
-                        HAK_PROBE(tiny_abandon, c, hak_slab_base(slab), slab->used);
-                        pthread_mutex_lock(&centrals[c].lock);
-                        slab_push(&centrals[c].abandoned, slab, HAK_SLAB_ABANDONED);
-                        pthread_mutex_unlock(&centrals[c].lock);
-                    } else {
-                        slab_push(slab_has_local(slab) ? &cs->avail : &cs->full, slab,
-                                  slab_has_local(slab) ? HAK_SLAB_AVAIL : HAK_SLAB_FULL);
-                    }
+        /* Owned slabs: empty ones go back now; on exit the rest are
+         * abandoned. Owner cleared before the last drain, so a free
+         * that lands later waits on the slab for its adopter. */
+        struct hak_slab *lists[2] = {cs->avail.head, cs->full.head};
+        cs->avail = cs->full = (struct slab_list){NULL, NULL};
+        cs->empty = 0;
+        for (int l = 0; l < 2; l++) {
+            for (struct hak_slab *slab = lists[l], *next; slab; slab = next) {
+                next = slab->next;
+                slab->next = slab->prev = NULL;
+                slab->list = HAK_SLAB_UNLISTED;
+                if (exiting)
+                    slab_set_owner(slab, NULL);
+                drain_remote(slab);
+                if (slab->used == 0) {
+                    hak_ss_release_slab(slab);
+                } else if (exiting) {
+                    HAK_COUNT(tiny_abandoned, 1);
+                    HAK_PROBE(tiny_abandon, c, hak_slab_base(slab), slab->used);
+                    pthread_mutex_lock(&centrals[c].lock);
+                    slab_push(&centrals[c].abandoned, slab, HAK_SLAB_ABANDONED);
+                    pthread_mutex_unlock(&centrals[c].lock);
+                } else {
+                    slab_push(slab_has_local(slab) ? &cs->avail : &cs->full, slab,
+                              slab_has_local(slab) ? HAK_SLAB_AVAIL : HAK_SLAB_FULL);
                 }
             }
-            atomic_store_explicit(&heap->remote_pending[c], 0, memory_order_relaxed);
-            if (!exiting && cs->full.head)
-                atomic_store_explicit(&heap->remote_pending[c], 1, memory_order_relaxed);
         }
-        if (exiting) {
-            heap_put(heap);
-            tc_state = TC_EXITED;
-        }
-        tc_busy = 0;
-    } else if (exiting) {
-        tc_state = TC_EXITED;
+        atomic_store_explicit(&heap->remote_pending[c], 0, memory_order_relaxed);
+        if (!exiting && cs->full.head)
+            atomic_store_explicit(&heap->remote_pending[c], 1, memory_order_relaxed);
     }
+    if (exiting)
+        heap_put(heap);
     if (blocks)
         *blocks = total_blocks;
     if (bytes)
         *bytes = total_bytes;
+}
+
+void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes)
+{
+    struct hak_heap *heap = hak_my_heap;
+    if (blocks)
+        *blocks = 0;
+    if (bytes)
+        *bytes = 0;
+    if (heap != HAK_NO_HEAP && !tc_busy) {
+        tc_busy = 1;
+        if (exiting)
+            hak_my_heap = HAK_NO_HEAP;
+        flush_heap(heap, hak_tc_bins, exiting, blocks, bytes);
+        tc_busy = 0;
+    }
+    if (exiting)
+        tc_state = TC_EXITED;
 }
 
 void *hak_small_alloc(size_t size)
@@ -1056,10 +1088,33 @@ void hak_small_unlock_all(void)
     pthread_mutex_unlock(&heap_lock);
 }
 
+/* In the child of fork() only the forking thread exists. The other
+ * threads' heaps would own their slabs forever, and glibc reuses their
+ * stacks (so their thread pointers) for the child's next threads, whose
+ * frees would then take those slabs for their own: hand every other heap
+ * back as if its thread had exited, its SLL read from its TLS, which the
+ * child still has. */
 void hak_small_reset_after_fork(void)
 {
     hak_ss_reset_lock();
     pthread_mutex_init(&heap_lock, NULL);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         pthread_mutex_init(&centrals[c].lock, NULL);
+    struct hak_heap *mine = hak_my_heap;
+    uint8_t busy = tc_busy;
+    tc_busy = 1;
+    for (struct hak_heap *heap = live_heaps, *next; heap; heap = next) {
+        next = heap->live_next;
+        if (heap == mine)
+            continue;
+        if (*heap->busy) {
+            /* Forked while that thread was inside a slow path: its lists
+             * may be half edited. Its slabs only lose their owner (the
+             * child leaks them rather than trust their counts). */
+            hak_ss_disown(heap);
+            continue;
+        }
+        flush_heap(heap, heap->bins, true, NULL, NULL);
+    }
+    tc_busy = busy;
 }
