@@ -204,7 +204,7 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
     }
     slab->class_index = (uint16_t)class_index;
     slab->block_size = (uint16_t)block_size;
-    slab->bump = base;
+    __atomic_store_n(&slab->bump, base, __ATOMIC_RELAXED); /* read by hakmem_owns() anywhere */
     slab->end = base + HAK_SLAB_SIZE / block_size * block_size;
     slab->free_list = NULL;
     slab->used = 0;

@@ -119,9 +119,19 @@ struct hak_heap {
 struct central {
     pthread_mutex_t lock;
     struct slab_list abandoned; /* slabs of exited threads */
+    /* Length of `abandoned`, written under the lock, read without it to
+     * skip an empty list without taking the lock. */
+    _Atomic uint32_t abandoned_count;
 } __attribute__((aligned(64)));
 
 static struct central centrals[HAK_NUM_CLASSES];
+
+/* Called with central->lock held. */
+static void abandoned_count_add(struct central *central, int delta)
+{
+    uint32_t n = atomic_load_explicit(&central->abandoned_count, memory_order_relaxed);
+    atomic_store_explicit(&central->abandoned_count, n + (uint32_t)delta, memory_order_relaxed);
+}
 
 /* Heaps are recycled, never unmapped: another thread may still write a
  * remote_pending flag into the heap of a thread that has just exited. */
@@ -359,9 +369,9 @@ static uint32_t drain_remote(struct hak_slab *slab)
 }
 
 /* An owned slab has just reached used == 0: keep it or return it. */
-static void owned_slab_emptied(struct class_state *cs, struct hak_slab *slab)
+static void owned_slab_emptied(struct class_state *cs, struct hak_slab *slab, uint32_t keep)
 {
-    if (cs->empty < empty_keep) {
+    if (cs->empty < keep) {
         cs->empty++;
         return;
     }
@@ -377,7 +387,7 @@ static uint32_t owned_drain(struct class_state *cs, struct hak_slab *slab)
         slab_append(&cs->avail, slab, HAK_SLAB_AVAIL);
     }
     if (n && slab->used == 0)
-        owned_slab_emptied(cs, slab);
+        owned_slab_emptied(cs, slab, empty_keep);
     return n;
 }
 
@@ -423,12 +433,14 @@ static struct hak_slab *adopt(struct hak_heap *heap, unsigned class_index)
     struct central *central = &centrals[class_index];
     struct class_state *cs = &heap->cls[class_index];
     for (;;) {
-        if (!central->abandoned.head)
+        if (!atomic_load_explicit(&central->abandoned_count, memory_order_relaxed))
             return NULL;
         pthread_mutex_lock(&central->lock);
         struct hak_slab *slab = central->abandoned.head;
-        if (slab)
+        if (slab) {
             slab_remove(&central->abandoned, slab);
+            abandoned_count_add(central, -1);
+        }
         pthread_mutex_unlock(&central->lock);
         if (!slab)
             return NULL;
@@ -506,15 +518,19 @@ static uint32_t slabs_take(struct hak_heap *heap, unsigned class_index, uint32_t
             tail = block;
             got++;
         }
-        while (got < want && slab->bump < slab->end) {
-            void *block = slab->bump;
-            slab->bump += size;
-            if (tail)
-                *(void **)tail = block;
-            else
-                head = block;
-            tail = block;
-            got++;
+        if (got < want && slab->bump < slab->end) {
+            char *bump = slab->bump;
+            while (got < want && bump < slab->end) {
+                if (tail)
+                    *(void **)tail = bump;
+                else
+                    head = bump;
+                tail = bump;
+                bump += size;
+                got++;
+            }
+            /* Atomic store: hakmem_owns() reads it from any thread. */
+            __atomic_store_n(&slab->bump, bump, __ATOMIC_RELAXED);
         }
         slab->used += got - before;
         if (!slab_has_local(slab)) {
@@ -536,7 +552,9 @@ static uint32_t slabs_take(struct hak_heap *heap, unsigned class_index, uint32_t
 }
 
 /* Give blocks of one class back to their (owned) slabs. */
-static void slab_give(struct class_state *cs, void *block)
+/* keep: empty slabs the class may hold afterwards (empty_keep, or 0 to
+ * return every slab that empties). */
+static void slab_give_keep(struct class_state *cs, void *block, uint32_t keep)
 {
     struct hak_slab *slab = hak_slab_of(block);
     *(void **)block = slab->free_list;
@@ -546,7 +564,12 @@ static void slab_give(struct class_state *cs, void *block)
         slab_push(&cs->avail, slab, HAK_SLAB_AVAIL);
     }
     if (--slab->used == 0)
-        owned_slab_emptied(cs, slab);
+        owned_slab_emptied(cs, slab, keep);
+}
+
+static void slab_give(struct class_state *cs, void *block)
+{
+    slab_give_keep(cs, block, empty_keep);
 }
 
 static void slabs_give_chain(struct class_state *cs, void *chain, uint32_t count)
@@ -665,7 +688,7 @@ static void sweep_abandoned(void)
 {
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         struct central *central = &centrals[c];
-        if (!central->abandoned.head)
+        if (!atomic_load_explicit(&central->abandoned_count, memory_order_relaxed))
             continue;
         struct hak_slab *to_release = NULL;
         pthread_mutex_lock(&central->lock);
@@ -674,6 +697,7 @@ static void sweep_abandoned(void)
             drain_remote(slab);
             if (slab->used == 0) {
                 slab_remove(&central->abandoned, slab);
+                abandoned_count_add(central, -1);
                 slab->next = to_release;
                 to_release = slab;
             }
@@ -699,21 +723,18 @@ static uint32_t class_trim(struct hak_heap *heap, unsigned class_index)
     bin->head = NULL;
     if (bin->room || chain)
         bin->room = (int32_t)class_sll_limit[class_index];
-    uint32_t saved_keep = empty_keep;
-    empty_keep = 0; /* every slab that empties now goes back */
     for (void *next; chain; chain = next, returned++) {
         next = *(void **)chain;
-        slab_give(cs, chain);
+        slab_give_keep(cs, chain, 0);
     }
     for (uint32_t k = 0; k < cs->mag_count; k++)
-        slab_give(cs, cs->mag[k]);
+        slab_give_keep(cs, cs->mag[k], 0);
     returned += cs->mag_count;
     cs->mag_count = 0;
     for (uint32_t k = 0; k < q->count; k++)
-        slab_give(cs, q->item[k]);
+        slab_give_keep(cs, q->item[k], 0);
     returned += q->count;
     q->count = 0;
-    empty_keep = saved_keep;
     /* Slabs that were already empty. */
     for (struct hak_slab *slab = cs->avail.head, *next; slab && cs->empty; slab = next) {
         next = slab->next;
@@ -980,6 +1001,7 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
                     HAK_PROBE(tiny_abandon, c, hak_slab_base(slab), slab->used);
                     pthread_mutex_lock(&centrals[c].lock);
                     slab_push(&centrals[c].abandoned, slab, HAK_SLAB_ABANDONED);
+                    abandoned_count_add(&centrals[c], 1);
                     pthread_mutex_unlock(&centrals[c].lock);
                 } else {
                     slab_push(slab_has_local(slab) ? &cs->avail : &cs->full, slab,
@@ -1059,7 +1081,8 @@ bool hak_small_is_live(const void *p)
         return false;
     const char *base = hak_slab_base(slab);
     const char *q = p;
-    return q >= base && q < slab->bump && (size_t)(q - base) % slab->block_size == 0;
+    const char *bump = __atomic_load_n(&slab->bump, __ATOMIC_RELAXED);
+    return q >= base && q < bump && (size_t)(q - base) % slab->block_size == 0;
 }
 
 /* malloc_trim: this thread's caches and empty slabs, every abandoned slab

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def _build(target, cmd, sources):
 
 def build_program(name):
     """The path of the test program built from tests/c/NAME.c or NAME.cc."""
-    common = [TEST_SRC / "check.h", ROOT / "include" / "hakmem.h"]
+    common = [TEST_SRC / "check.h", TEST_SRC / "hk_api.h", ROOT / "include" / "hakmem.h"]
     c, cc = TEST_SRC / f"{name}.c", TEST_SRC / f"{name}.cc"
     target = TEST_BIN / name
     if c.exists():
@@ -204,3 +205,67 @@ def check_subtest_list(program, names):
         f"{program} --list and the test file disagree: only in the program: "
         f"{sorted(set(listed) - set(names))}, only in the test file: "
         f"{sorted(set(names) - set(listed))}")
+
+
+# ---- tracing -----------------------------------------------------------------
+
+def _mount_tracefs():
+    if not os.path.ismount("/sys/kernel/tracing"):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=False,
+                       capture_output=True)
+
+
+def bpftrace_run(program, argv, env=None, timeout=60):
+    """Run argv under LD_PRELOAD=LIB while bpftrace runs `program`, in which
+    {lib} stands for the library's absolute path (probes are written
+    usdt:{lib}:hakmem:NAME; literal braces doubled, as for str.format).
+
+    bpftrace attaches with --usdt-file-activation before the program starts
+    (bpftrace 0.17's -c cannot attach to a preloaded library); the BEGIN
+    clause added here prints READY once every probe is attached. After the
+    program exits, bpftrace gets SIGINT and prints its maps. Returns
+    (proc, pid, trace): the program's CompletedProcess, its pid (to pick
+    its events out of the trace: other processes may use the library too)
+    and bpftrace's whole output. The caller must be marked needs_root;
+    skips when bpftrace is not installed or in glibc mode."""
+    hakmem_only()
+    bpftrace = have("bpftrace")
+    _mount_tracefs()
+    lib = str(LIB.resolve())
+    source = 'BEGIN { printf("READY\\n"); }\n' + program.format(lib=lib)
+    tracer = subprocess.Popen([bpftrace, "-B", "line", "--usdt-file-activation", "-e", source],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace")
+    head = []
+    try:
+        deadline = time.time() + 60
+        while True:
+            line = tracer.stdout.readline()
+            if not line or time.time() > deadline:
+                tracer.kill()
+                pytest.fail("bpftrace did not attach:\n" + "".join(head) + tracer.stdout.read(),
+                            pytrace=False)
+            head.append(line)
+            if line.startswith("READY"):
+                break
+        argv = [str(a) for a in argv]
+        child = subprocess.Popen(argv, env=child_env(env), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 errors="replace")
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            out, err = child.communicate()
+            pytest.fail(f"{' '.join(argv)} ran past {timeout} s under bpftrace (deadlock?)\n"
+                        f"--- stdout\n{_tail(out)}\n--- stderr\n{_tail(err)}", pytrace=False)
+        proc = subprocess.CompletedProcess(argv, child.returncode, out, err)
+    finally:
+        if tracer.poll() is None:
+            tracer.send_signal(signal.SIGINT)
+        try:
+            rest, _ = tracer.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+            rest, _ = tracer.communicate()
+    return proc, child.pid, "".join(head) + rest

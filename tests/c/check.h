@@ -14,7 +14,9 @@
  * find hakmem_owns() with dlsym. With HKTEST_GLIBC=1 in the environment the
  * hakmem-only checks (ownership, "this symbol is hakmem's") are skipped so
  * the rest can be validated against glibc's allocator. (The variable is not
- * HAKMEM_* on purpose: those belong to the allocator's configuration.) */
+ * HAKMEM_* on purpose: those belong to the allocator's configuration.)
+ * Compiled with -DHKTEST_LINKED, a program has hakmem built in instead of
+ * preloaded (the ThreadSanitizer build). */
 #ifndef HKTEST_CHECK_H
 #define HKTEST_CHECK_H
 
@@ -205,6 +207,12 @@ static void *hk_lookup_hakmem_symbol(const char *file, int line, const char *nam
         check_report(file, line, name, "dlsym(RTLD_DEFAULT, \"%s\") found nothing: hakmem must export it", name);
         return NULL;
     }
+#ifdef HKTEST_LINKED
+    /* hakmem is compiled into this program (the ThreadSanitizer build of
+     * tests/test_tiny_threads.py, linked with -rdynamic): its symbols are
+     * the program's own. */
+    return sym;
+#endif
     Dl_info info;
     memset(&info, 0, sizeof info);
     if (!dladdr(sym, &info) || !info.dli_fname || !strstr(info.dli_fname, "libhakmem")) {
