@@ -96,8 +96,11 @@ struct class_state {
     uint32_t empty;         /* owned slabs with no block out */
     uint32_t mag_count;
     void **mag;
-    uint32_t misses;     /* SLL misses, for HAKMEM_TINY_REMOTE_DRAIN_TRYRATE */
-    uint64_t last_epoch; /* heap->epoch at this class's last slow-path allocation */
+    uint32_t misses;            /* SLL misses, for HAKMEM_TINY_REMOTE_DRAIN_TRYRATE */
+    uint64_t last_epoch;        /* heap->epoch at this class's last slow-path allocation */
+    uint32_t spills_since_miss; /* magazine spills to the slabs since the last SLL miss */
+    uint8_t draining;           /* frees bypass the SLL until the next miss (see DRAIN_SPILLS) */
+    uint8_t drain_pending;
 };
 
 struct hak_heap {
@@ -165,6 +168,16 @@ static uint32_t empty_keep = 1;
  * 128/32 (glibc 5.2, mimalloc 5.8). Checked every IDLE_CHECK slow-path
  * allocations. */
 #define IDLE_EPOCHS 128
+/* A class whose magazine spills to the slabs DRAIN_SPILLS times with no
+ * SLL miss in between is only being freed (a live set shrinking): its
+ * whole cache goes back and its frees go straight to their slabs until
+ * its next miss. Cached blocks scattered over slabs would otherwise keep
+ * them all resident: bench phases, after freeing 99 % of 64 MiB of small
+ * and 32 MiB of 2-64 KiB blocks, held 21.4 MB without this, 11.0 MB with
+ * 4 spills (glibc 3.6, jemalloc 102, mimalloc 110). 2 spills gave 9.9 MB
+ * but cost mixed_mid 20 % (random replacement spills twice in a row now
+ * and then); 4 costs nothing measurable. */
+#define DRAIN_SPILLS 4
 #define IDLE_CHECK 32
 /* Full slabs looked at per scan for remote frees: bounds the scan when a
  * thread owns many full slabs. */
@@ -590,6 +603,8 @@ static void magazine_spill(struct hak_heap *heap, unsigned class_index)
         slab_give(cs, cs->mag[k]);
     memmove(cs->mag, cs->mag + spill, (cs->mag_count - spill) * sizeof(void *));
     cs->mag_count -= spill;
+    if (++cs->spills_since_miss >= DRAIN_SPILLS && class_front[class_index] == FRONT_SLL)
+        cs->drain_pending = 1;
     HAK_COUNT(tiny_spills, 1);
     HAK_PROBE(tiny_spill, class_index, spill, HAK_SPILL_SLABS);
 }
@@ -872,7 +887,13 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     struct hak_heap *heap = hak_my_heap;
     int reason = HAK_FALLBACK_MMAP;
     tc_busy = 1;
-    heap->cls[class_index].last_epoch = ++heap->epoch;
+    struct class_state *cs = &heap->cls[class_index];
+    cs->last_epoch = ++heap->epoch;
+    cs->spills_since_miss = 0;
+    if (cs->draining) {
+        cs->draining = 0;
+        bin->room = (int32_t)class_sll_limit[class_index];
+    }
     if (heap->epoch % IDLE_CHECK == 0)
         trim_idle_classes(heap);
     void *p = front_alloc(heap, class_index, &reason);
@@ -913,10 +934,21 @@ static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
     switch (class_front[class_index]) {
     case FRONT_SLL: {
         struct hak_tc_bin *bin = &hak_tc_bins[class_index];
+        if (cs->draining) {
+            slab_give(cs, p);
+            break;
+        }
         *(void **)p = bin->head;
         bin->head = p;
         if (--bin->room < 0)
             spill_sll(heap, class_index);
+        if (cs->drain_pending) {
+            cs->drain_pending = 0;
+            cs->draining = 1;
+            uint32_t returned = class_trim(heap, class_index);
+            bin->room = 0; /* every free of the class comes here */
+            HAK_PROBE(tiny_spill, class_index, returned, HAK_SPILL_IDLE);
+        }
         break;
     }
     case FRONT_MAG: magazine_push(heap, class_index, p); break;
@@ -969,6 +1001,9 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
             count++;
         bin->head = NULL;
         bin->room = exiting ? 0 : (int32_t)class_sll_limit[c];
+        cs->draining = 0;
+        cs->drain_pending = 0;
+        cs->spills_since_miss = 0;
         uint32_t cached = count + cs->mag_count + q->count;
         total_blocks += cached;
         total_bytes += (uint64_t)cached * hak_class_size[c];

@@ -94,6 +94,10 @@ def classes_of(size):
         if c >= size)
 
 
+# src/tiny.c DRAIN_SPILLS
+DRAIN_SPILLS = 4
+
+
 def cache_model(limit, cap, refill, count, rounds):
     """The events the rules predict for one thread that mallocs `count`
     blocks of one class, then frees them, `rounds` times, starting empty:
@@ -105,14 +109,22 @@ def cache_model(limit, cap, refill, count, rounds):
     slabs. free: pushes onto the SLL; when that makes it longer than `limit`
     it keeps limit/2 and moves the rest to the magazine (spill target 0,
     reported after the moves); a push onto a magazine already holding `cap`
-    blocks first sends its older half (cap - cap/2) to the slabs (target 1)."""
+    blocks first sends its older half (cap - cap/2) to the slabs (target 1).
+    The DRAIN_SPILLS-th target-1 spill with no miss in between marks the
+    class as draining: once that free is done, the whole cache (SLL and
+    magazine) goes back (target 2), and later frees go straight to their
+    slabs (no event) until the next miss."""
     sll = mag = 0
+    spills_since_miss = 0
+    draining = False
     events = []
     for _ in range(rounds):
         for _ in range(count):
             if sll:
                 sll -= 1
                 continue
+            spills_since_miss = 0
+            draining = False
             if mag:
                 got = min(refill, mag)
                 mag -= got
@@ -122,7 +134,10 @@ def cache_model(limit, cap, refill, count, rounds):
                 events.append(("refill", got, "slabs"))
             sll += got - 1
         for _ in range(count):
+            if draining:
+                continue
             sll += 1
+            pending = False
             if sll > limit:
                 keep = limit // 2
                 moved = sll - keep
@@ -132,8 +147,14 @@ def cache_model(limit, cap, refill, count, rounds):
                         out = mag - mag // 2
                         mag -= out
                         events.append(("spill", out, 1))
+                        spills_since_miss += 1
+                        pending = pending or spills_since_miss >= DRAIN_SPILLS
                     mag += 1
                 events.append(("spill", moved, 0))
+            if pending:
+                events.append(("spill", sll + mag, 2))
+                sll = mag = 0
+                draining = True
     return events
 
 
