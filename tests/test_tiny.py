@@ -12,7 +12,7 @@ from conftest import (GLIBC_MODE, bpftrace_run, build_program, check_ok, check_s
                       hakmem_only, needs_root, run_subtest)
 
 PROGRAM = "tiny_classes"
-SUBTESTS = ["class_map", "routing", "cap", "spill", "tiering", "rss_drop"]
+SUBTESTS = ["class_map", "routing", "cap", "spill", "tiering", "rss_drop", "ss_reserve"]
 
 
 def test_tiny_subtest_list():
@@ -273,3 +273,14 @@ def test_rss_after_live_set_drop(order):
     if order == "allocation":
         hakmem_only()  # glibc keeps it until malloc_trim
     run_subtest(PROGRAM, "rss_drop", env={"HKTEST_ORDER": order}, timeout=40)
+
+
+@pytest.mark.parametrize("env", [
+    {"HKTEST_MIN_SS": "0"},
+    {"HAKMEM_TINY_SS_MIN_MB": "8", "HAKMEM_TINY_SS_RESERVE": "1", "HKTEST_MIN_SS": "4"},
+], ids=["no-reservation", "min-8mb-reserved"])
+def test_superslab_reservation(env):
+    """HAKMEM_TINY_SS_MIN_MB with _RESERVE=1 maps the SuperSlabs at start-up
+    and neither the release of empty ones nor malloc_trim unmaps them."""
+    hakmem_only()
+    run_subtest(PROGRAM, "ss_reserve", env=env, timeout=30)

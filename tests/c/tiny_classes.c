@@ -372,11 +372,51 @@ static void t_rss_drop(void)
     munmap(order, cap * sizeof *order);
 }
 
+/* HAKMEM_TINY_SS_MIN_MB / _RESERVE: HKTEST_MIN_SS SuperSlabs (2 MiB each)
+ * are mapped from the first allocation on and stay mapped after every
+ * block is freed and malloc_trim(0); with HKTEST_MIN_SS=0 (no reservation)
+ * the trim leaves at most 1. */
+static void t_ss_reserve(void)
+{
+    if (!hk_have_api())
+        return;
+    long want = env_long("HKTEST_MIN_SS", 0);
+    void *first = malloc(16);
+    REQUIRE(first, "malloc(16)");
+    struct hakmem_stats s = hk_stats();
+    if (want)
+        CHECK((long)s.superslabs >= want, "%llu SuperSlabs mapped at start-up, HAKMEM_TINY_SS_MIN_MB asks %ld",
+              (unsigned long long)s.superslabs, want);
+    enum { N = 200000 };
+    void **blocks = malloc(N * sizeof *blocks);
+    REQUIRE(blocks, "malloc");
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(64);
+        REQUIRE(blocks[i], "malloc(64)");
+    }
+    s = hk_stats();
+    CHECK((long)s.superslabs > want, "12 MiB of blocks took only %llu SuperSlabs", (unsigned long long)s.superslabs);
+    for (int i = 0; i < N; i++)
+        free(blocks[i]);
+    free(blocks);
+    free(first);
+    malloc_trim(0);
+    s = hk_stats();
+    if (want)
+        CHECK((long)s.superslabs >= want, "%llu SuperSlabs left after malloc_trim, the reservation is %ld",
+              (unsigned long long)s.superslabs, want);
+    else
+        CHECK(s.superslabs <= 1, "%llu SuperSlabs left after freeing everything and malloc_trim",
+              (unsigned long long)s.superslabs);
+    printf("superslabs after trim: %llu\n", (unsigned long long)s.superslabs);
+}
+
 int main(int argc, char **argv)
 {
     static const struct subtest tests[] = {
-        {"class_map", t_class_map}, {"routing", t_routing}, {"cap", t_cap},
-        {"spill", t_spill},         {"tiering", t_tiering}, {"rss_drop", t_rss_drop},
+        {"class_map", t_class_map},   {"routing", t_routing}, {"cap", t_cap},
+        {"spill", t_spill},           {"tiering", t_tiering}, {"rss_drop", t_rss_drop},
+        {"ss_reserve", t_ss_reserve},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
