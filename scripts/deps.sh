@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential g++ clang llvm clang-format make pkg-config binutils procps
+  build-essential g++ clang llvm libclang-rt-14-dev clang-format make pkg-config binutils procps
   systemtap-sdt-dev bpftrace libbpf-dev bpftool libelf-dev zlib1g-dev
   linux-perf bpfcc-tools valgrind
   python3 python3-pytest python3-pytest-timeout python3-pytest-xdist
