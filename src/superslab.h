@@ -35,6 +35,7 @@ enum hak_slab_list {
     HAK_SLAB_AVAIL = 1,     /* owner's list of slabs with a local block */
     HAK_SLAB_FULL = 2,      /* owner's list of slabs with none */
     HAK_SLAB_ABANDONED = 3, /* central list of its class: owner exited */
+    HAK_SLAB_DIRTY = 4,     /* free, pages still resident, on the decay list */
 };
 
 /* A slab belongs to one thread (its owner heap) or, after that thread has
@@ -58,6 +59,7 @@ struct hak_slab {
     _Atomic(void *) remote_head __attribute__((aligned(64)));
     _Atomic uint32_t remote_count;    /* approximate: only paces draining */
     _Atomic(struct hak_heap *) owner; /* owner heap, for remote frees to notify; NULL with owner_tp */
+    uint32_t released_ms;             /* free and dirty: when it was released (decay) */
 } __attribute__((aligned(128)));
 /* A power of two: free finds the slab with a shift and a mask. */
 _Static_assert(sizeof(struct hak_slab) == 128, "hak_slab_of assumes 128-byte slab records");
@@ -126,6 +128,8 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
+/* Purge the free slabs idle past HAKMEM_TINY_DECAY_MS (cheap when none). */
+void hak_ss_decay(void);
 /* Clear the owner of every slab `heap` owns (fork child, no other thread). */
 void hak_ss_disown(struct hak_heap *heap);
 /* Map HAKMEM_TINY_SS_MIN_MB of SuperSlabs when HAKMEM_TINY_SS_RESERVE=1. */

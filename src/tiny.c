@@ -894,8 +894,10 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         cs->draining = 0;
         bin->room = (int32_t)class_sll_limit[class_index];
     }
-    if (heap->epoch % IDLE_CHECK == 0)
+    if (heap->epoch % IDLE_CHECK == 0) {
         trim_idle_classes(heap);
+        hak_ss_decay(); /* free slabs idle past HAKMEM_TINY_DECAY_MS */
+    }
     void *p = front_alloc(heap, class_index, &reason);
     bool sweep = sweep_interval && heap->refilled >= sweep_interval;
     if (sweep)

@@ -12,7 +12,7 @@ from conftest import (GLIBC_MODE, bpftrace_run, build_program, check_ok, check_s
                       hakmem_only, needs_root, run_subtest)
 
 PROGRAM = "tiny_classes"
-SUBTESTS = ["class_map", "routing", "cap", "spill", "tiering", "rss_drop", "ss_reserve"]
+SUBTESTS = ["class_map", "routing", "cap", "spill", "tiering", "rss_drop", "ss_reserve", "decay"]
 
 
 def test_tiny_subtest_list():
@@ -284,3 +284,12 @@ def test_superslab_reservation(env):
     and neither the release of empty ones nor malloc_trim unmaps them."""
     hakmem_only()
     run_subtest(PROGRAM, "ss_reserve", env=env, timeout=30)
+
+
+@pytest.mark.parametrize("mode,decay_ms", [("now", "0"), ("later", "300")])
+def test_free_slab_decay(mode, decay_ms):
+    """HAKMEM_TINY_DECAY_MS: 0 purges a slab when it empties; otherwise it
+    stays resident until it has been free that long, then a later slow path
+    purges it."""
+    hakmem_only()
+    run_subtest(PROGRAM, "decay", env={"HKTEST_DECAY": mode, "HAKMEM_TINY_DECAY_MS": decay_ms}, timeout=30)

@@ -411,12 +411,73 @@ static void t_ss_reserve(void)
     printf("superslabs after trim: %llu\n", (unsigned long long)s.superslabs);
 }
 
+/* HAKMEM_TINY_DECAY_MS: slabs that empty stay resident ("dirty") until they
+ * have been free for the decay time, up to 1 MiB + 1/8 of the slab memory in
+ * use; then a later slow-path allocation purges them. One block per
+ * SuperSlab stays live so that no SuperSlab is unmapped (that would drop
+ * its dirty slabs without a purge). HKTEST_DECAY=now runs with
+ * HAKMEM_TINY_DECAY_MS=0 (purged at release), HKTEST_DECAY=later with 300. */
+static void t_decay(void)
+{
+    if (!hk_have_api())
+        return;
+    const char *mode = getenv("HKTEST_DECAY");
+    int later = mode && strcmp(mode, "later") == 0;
+    enum { N = 16 * 1024 * 1024 / 64 };
+    void **blocks = mmap(NULL, N * sizeof *blocks, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(blocks != MAP_FAILED, "mmap");
+    uintptr_t last_region = 0;
+    size_t kept = 0;
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(64);
+        REQUIRE(blocks[i], "malloc(64)");
+        memset(blocks[i], 1, 64);
+    }
+    struct hakmem_stats before = hk_stats();
+    for (int i = 0; i < N; i++) {
+        uintptr_t region = (uintptr_t)blocks[i] >> 21;
+        if (region != last_region) {
+            last_region = region;
+            kept++;
+            continue;
+        }
+        free(blocks[i]);
+        blocks[i] = NULL;
+    }
+    struct hakmem_stats freed = hk_stats();
+    uint64_t purged_at_free = freed.purged_bytes - before.purged_bytes;
+    printf("kept %zu blocks; purged at free: %llu KiB\n", kept, (unsigned long long)purged_at_free / 1024);
+    if (!later) {
+        CHECK(purged_at_free >= 12ull << 20, "HAKMEM_TINY_DECAY_MS=0 purged only %llu KiB of ~16 MiB of empty slabs",
+              (unsigned long long)purged_at_free / 1024);
+    } else {
+        CHECK(purged_at_free <= (16ull << 20) - (512u << 10),
+              "with a 300 ms decay, %llu KiB were purged at once: nothing stayed resident for reuse",
+              (unsigned long long)purged_at_free / 1024);
+        usleep(400 * 1000);
+        /* Slow-path allocations of another class run the decay. */
+        void *other[4096];
+        for (int i = 0; i < 4096; i++)
+            other[i] = malloc(700);
+        for (int i = 0; i < 4096; i++)
+            free(other[i]);
+        struct hakmem_stats after = hk_stats();
+        uint64_t purged_later = after.purged_bytes - freed.purged_bytes;
+        printf("purged after the decay: %llu KiB\n", (unsigned long long)purged_later / 1024);
+        CHECK(purged_later >= 512u << 10, "only %llu KiB purged once the decay time had passed",
+              (unsigned long long)purged_later / 1024);
+    }
+    for (int i = 0; i < N; i++)
+        free(blocks[i]);
+    munmap(blocks, N * sizeof *blocks);
+}
+
 int main(int argc, char **argv)
 {
     static const struct subtest tests[] = {
         {"class_map", t_class_map},   {"routing", t_routing}, {"cap", t_cap},
         {"spill", t_spill},           {"tiering", t_tiering}, {"rss_drop", t_rss_drop},
-        {"ss_reserve", t_ss_reserve},
+        {"ss_reserve", t_ss_reserve}, {"decay", t_decay},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
