@@ -441,10 +441,49 @@ static void scan_full(struct hak_heap *heap, unsigned class_index, bool all)
 
 /* ---- getting slabs ---- */
 
+/* A slab just adopted (its owner set, under the central lock, before
+ * the drain: a free that lands after the drain raises this heap's flag)
+ * joins the heap's lists. True when it has a local block. */
+static bool take_adopted(struct hak_heap *heap, unsigned class_index, struct hak_slab *slab)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    drain_remote(slab);
+    HAK_COUNT(tiny_adopted, 1);
+    HAK_PROBE(tiny_adopt, class_index, hak_slab_base(slab), slab->used);
+    if (slab->used == 0)
+        cs->empty++;
+    if (slab_has_local(slab)) {
+        slab_push(&cs->avail, slab, HAK_SLAB_AVAIL);
+        return true;
+    }
+    slab_push(&cs->full, slab, HAK_SLAB_FULL);
+    return false;
+}
+
+/* A free into a slab abandoned by an exited thread adopts that slab: the
+ * freeing thread is likely to free more of it (bench larson: each round's
+ * threads free the blocks of the previous round's), and as its owner it
+ * frees them without an atomic and can return the slab once it empties. */
+static bool adopt_for_free(struct hak_heap *heap, struct hak_slab *slab, unsigned class_index)
+{
+    struct central *central = &centrals[class_index];
+    pthread_mutex_lock(&central->lock);
+    bool adopted = atomic_load_explicit(&slab->owner, memory_order_relaxed) == NULL &&
+                   slab->class_index == class_index && slab->list == HAK_SLAB_ABANDONED;
+    if (adopted) {
+        slab_remove(&central->abandoned, slab);
+        abandoned_count_add(central, -1);
+        slab_set_owner(slab, heap);
+    }
+    pthread_mutex_unlock(&central->lock);
+    if (adopted)
+        take_adopted(heap, class_index, slab);
+    return adopted;
+}
+
 static struct hak_slab *adopt(struct hak_heap *heap, unsigned class_index)
 {
     struct central *central = &centrals[class_index];
-    struct class_state *cs = &heap->cls[class_index];
     for (;;) {
         if (!atomic_load_explicit(&central->abandoned_count, memory_order_relaxed))
             return NULL;
@@ -453,23 +492,13 @@ static struct hak_slab *adopt(struct hak_heap *heap, unsigned class_index)
         if (slab) {
             slab_remove(&central->abandoned, slab);
             abandoned_count_add(central, -1);
+            slab_set_owner(slab, heap);
         }
         pthread_mutex_unlock(&central->lock);
         if (!slab)
             return NULL;
-        /* Owner first, then drain: a free that lands after the drain
-         * raises this heap's flag. */
-        slab_set_owner(slab, heap);
-        drain_remote(slab);
-        HAK_COUNT(tiny_adopted, 1);
-        HAK_PROBE(tiny_adopt, class_index, hak_slab_base(slab), slab->used);
-        if (slab->used == 0)
-            cs->empty++;
-        if (slab_has_local(slab)) {
-            slab_push(&cs->avail, slab, HAK_SLAB_AVAIL);
+        if (take_adopted(heap, class_index, slab))
             return slab;
-        }
-        slab_push(&cs->full, slab, HAK_SLAB_FULL);
     }
 }
 
@@ -705,7 +734,8 @@ static void sweep_abandoned(void)
         struct central *central = &centrals[c];
         if (!atomic_load_explicit(&central->abandoned_count, memory_order_relaxed))
             continue;
-        struct hak_slab *to_release = NULL;
+        /* Released under the lock (the SuperSlab lock nests inside a
+         * class lock), so an abandoned slab never changes state unlocked. */
         pthread_mutex_lock(&central->lock);
         for (struct hak_slab *slab = central->abandoned.head, *next; slab; slab = next) {
             next = slab->next;
@@ -713,16 +743,10 @@ static void sweep_abandoned(void)
             if (slab->used == 0) {
                 slab_remove(&central->abandoned, slab);
                 abandoned_count_add(central, -1);
-                slab->next = to_release;
-                to_release = slab;
+                hak_ss_release_slab(slab);
             }
         }
         pthread_mutex_unlock(&central->lock);
-        while (to_release) {
-            struct hak_slab *slab = to_release;
-            to_release = slab->next;
-            hak_ss_release_slab(slab);
-        }
     }
 }
 
@@ -977,12 +1001,22 @@ HAK_NOINLINE void hak_small_free_slow(void *p)
         return;
     }
     struct hak_heap *heap = hak_my_heap;
-    if (atomic_load_explicit(&slab->owner_tp, memory_order_relaxed) == (uintptr_t)__builtin_thread_pointer() &&
-        !tc_busy) {
+    uintptr_t owner_tp = atomic_load_explicit(&slab->owner_tp, memory_order_relaxed);
+    if (owner_tp == (uintptr_t)__builtin_thread_pointer() && !tc_busy) {
         tc_busy = 1;
         owner_free(heap, class_index, p);
         tc_busy = 0;
         return;
+    }
+    if (owner_tp == 0 && adopt_partial && tc_state == TC_ACTIVE && !tc_busy &&
+        atomic_load_explicit(&slab->owner, memory_order_relaxed) == NULL) {
+        tc_busy = 1;
+        bool adopted = adopt_for_free(heap, slab, class_index);
+        if (adopted)
+            owner_free(heap, class_index, p);
+        tc_busy = 0;
+        if (adopted)
+            return;
     }
     remote_free(slab, p, class_index);
 }
@@ -1018,8 +1052,9 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
         q->count = 0;
 
         /* Owned slabs: empty ones go back now; on exit the rest are
-         * abandoned. Owner cleared before the last drain, so a free
-         * that lands later waits on the slab for its adopter. */
+         * abandoned. Whatever other threads free after the drain waits
+         * on the slab's remote list for its adopter. An abandoned slab
+         * changes owner and list only under its class's central lock. */
         struct hak_slab *lists[2] = {cs->avail.head, cs->full.head};
         cs->avail = cs->full = (struct slab_list){NULL, NULL};
         cs->empty = 0;
@@ -1028,8 +1063,6 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
                 next = slab->next;
                 slab->next = slab->prev = NULL;
                 slab->list = HAK_SLAB_UNLISTED;
-                if (exiting)
-                    slab_set_owner(slab, NULL);
                 drain_remote(slab);
                 if (slab->used == 0) {
                     hak_ss_release_slab(slab);
@@ -1037,6 +1070,7 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
                     HAK_COUNT(tiny_abandoned, 1);
                     HAK_PROBE(tiny_abandon, c, hak_slab_base(slab), slab->used);
                     pthread_mutex_lock(&centrals[c].lock);
+                    slab_set_owner(slab, NULL);
                     slab_push(&centrals[c].abandoned, slab, HAK_SLAB_ABANDONED);
                     abandoned_count_add(&centrals[c], 1);
                     pthread_mutex_unlock(&centrals[c].lock);

@@ -72,10 +72,15 @@ usdt:{lib}:hakmem:tiny_remote_free {{ @remote[pid, tid, arg0, arg2] = count(); }
         f"tiny_abandon / tiny_adopt with a block count out of (0, 585):\n{trace[-3000:]}")
     remote = {(int(t), int(c), int(o)): int(n) for p, t, c, o, n in
               re.findall(r"^@remote\[(\d+), (\d+), (\d+), (\d+)\]: (\d+)$", trace, re.M) if int(p) == pid}
-    # Every free main made of A's or B's blocks landed on a slab whose owner
-    # had exited: a remote free of class 7 with owner 0 (abandoned).
-    mine = remote.get((f["main_tid"], 7, 0), 0)
-    assert mine == f["main_frees"], f"main freed {f['main_frees']} blocks into abandoned slabs; remote frees seen: {remote}"
+    # Every free the heapless thread made of A's blocks landed on a slab
+    # whose owner had exited: a remote free of class 7 with owner 0.
+    theirs = remote.get((f["freer_tid"], 7, 0), 0)
+    assert theirs == f["freer_frees"], (f"a thread without a heap freed {f['freer_frees']} blocks into abandoned "
+                                        f"slabs; remote frees seen: {remote}")
+    # main has a heap: a free into an abandoned slab adopts the slab, so
+    # none of main's frees is a remote free.
+    mine = sum(n for (t, c, o), n in remote.items() if t == f["main_tid"])
+    assert mine == 0, f"main freed {f['main_frees']} blocks into abandoned slabs; its remote frees: {remote}"
 
 
 # ---- re-entered calls -------------------------------------------------------------

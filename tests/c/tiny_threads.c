@@ -323,6 +323,22 @@ static void *thread_b(void *arg)
     return NULL; /* exits with the rest live */
 }
 
+/* Frees every other block of A's and never allocates: with no heap of its
+ * own it cannot adopt A's slabs, so its frees wait on their remote lists. */
+static long freer_tid;
+static atomic_long freer_bad;
+static void *thread_free_half(void *arg)
+{
+    freer_tid = (long)syscall(SYS_gettid);
+    for (long i = 0; i < a_count; i += 2) {
+        if (check_pattern(a_blocks[i], ADOPT_SIZE, a_seed(i)) >= 0)
+            atomic_fetch_add(&freer_bad, 1);
+        free(a_blocks[i]);
+        a_blocks[i] = NULL;
+    }
+    return arg;
+}
+
 static void *thread_noop(void *arg)
 {
     free(malloc(ADOPT_SIZE));
@@ -350,6 +366,8 @@ static void t_adopt(void)
     b_count = a_count / 2;
     a_blocks = map_zeroed((size_t)a_count * sizeof *a_blocks);
     b_blocks = map_zeroed((size_t)b_count * sizeof *b_blocks);
+    /* main gets a heap of its own (the frees it makes later adopt). */
+    free(malloc(ADOPT_SIZE));
     /* Warm up: glibc keeps a thread's DTV (calloc'd by pthread_create) with
      * the stack it caches for the next thread; that block stays live. */
     pthread_t t;
@@ -361,12 +379,10 @@ static void t_adopt(void)
     REQUIRE(pthread_create(&t, NULL, thread_a, NULL) == 0, "pthread_create failed");
     REQUIRE(pthread_join(t, NULL) == 0, "pthread_join failed");
     struct hakmem_stats s1 = hk_stats();
-    for (long i = 0; i < a_count; i += 2) {
-        long bad = check_pattern(a_blocks[i], ADOPT_SIZE, a_seed(i));
-        CHECK(bad < 0, "A's block #%ld changed at offset %ld before main freed it", i, bad);
-        free(a_blocks[i]);
-        a_blocks[i] = NULL;
-    }
+    REQUIRE(pthread_create(&t, NULL, thread_free_half, NULL) == 0, "pthread_create failed");
+    REQUIRE(pthread_join(t, NULL) == 0, "pthread_join failed");
+    CHECK(atomic_load(&freer_bad) == 0, "%ld of A's blocks changed before they were freed", atomic_load(&freer_bad));
+    long freer_frees = (a_count + 1) / 2;
 
     REQUIRE(pthread_create(&t, NULL, thread_b, NULL) == 0, "pthread_create failed");
     REQUIRE(pthread_join(t, NULL) == 0, "pthread_join failed");
@@ -397,7 +413,8 @@ static void t_adopt(void)
               (unsigned long)all[i]);
     munmap(all, (size_t)(a_count + b_count) * sizeof *all);
 
-    long main_frees = (a_count + 1) / 2;
+    struct hakmem_stats s2b = hk_stats();
+    long main_frees = 0;
     for (long i = 1; i < a_count; i += 2, main_frees++)
         free(a_blocks[i]);
     for (long i = 0; i < b_count; i++) {
@@ -419,19 +436,24 @@ static void t_adopt(void)
               "tiny_adopted stayed at %llu",
               (unsigned long long)s2.tiny_adopted);
         CHECK(s2.tiny_remote_drained > s1.tiny_remote_drained,
-              "the blocks main freed into A's abandoned slabs were never drained (tiny_remote_drained %llu)",
+              "the blocks a thread without a heap freed into A's abandoned slabs were never drained "
+              "(tiny_remote_drained %llu)",
               (unsigned long long)s2.tiny_remote_drained);
+        /* main has a heap: its frees into B's abandoned slabs adopt them. */
+        CHECK(s3.tiny_adopted > s2b.tiny_adopted,
+              "main freed into slabs abandoned by B, yet adopted none (tiny_adopted %llu)",
+              (unsigned long long)s3.tiny_adopted);
         CHECK(s3.mapped_bytes <= s0.mapped_bytes + MiB && s3.superslabs <= s0.superslabs,
               "after freeing everything and malloc_trim(0): %llu bytes mapped in %llu SuperSlabs, at the start "
               "%llu bytes in %llu",
               (unsigned long long)s3.mapped_bytes, (unsigned long long)s3.superslabs,
               (unsigned long long)s0.mapped_bytes, (unsigned long long)s0.superslabs);
     }
-    /* For the traced run: main's frees of A's and B's blocks (all into
-     * slabs whose owner has exited), and the process's totals. */
-    printf("adopt main_tid=%ld main_frees=%ld abandoned_total=%llu adopted_total=%llu mapped_start=%llu "
-           "mapped_peak=%llu mapped_end=%llu\n",
-           (long)syscall(SYS_gettid), main_frees, (unsigned long long)s3.tiny_abandoned,
+    /* For the traced run: the heapless thread's frees into A's abandoned
+     * slabs, main's frees (which adopt instead), and the process's totals. */
+    printf("adopt main_tid=%ld main_frees=%ld freer_tid=%ld freer_frees=%ld abandoned_total=%llu adopted_total=%llu "
+           "mapped_start=%llu mapped_peak=%llu mapped_end=%llu\n",
+           (long)syscall(SYS_gettid), main_frees, freer_tid, freer_frees, (unsigned long long)s3.tiny_abandoned,
            (unsigned long long)s3.tiny_adopted, (unsigned long long)s0.mapped_bytes,
            (unsigned long long)s2.mapped_bytes, (unsigned long long)s3.mapped_bytes);
     munmap(a_blocks, (size_t)a_count * sizeof *a_blocks);
