@@ -10,13 +10,16 @@
  *           from a SuperSlab -> next tier (fallback probe with a reason)
  *   free by the owner: SLL -> magazine (half the SLL when over capacity)
  *           -> the slab's local free list (half the magazine)
- *   free by any other thread: the slab's remote list (one CAS)
+ *   free by any other thread: the slab's remote list (one CAS), or, if
+ *           the slab's thread has exited and this one has a heap, the
+ *           slab is adopted and the free is the owner's
  *
  * Nothing on the owner's side takes a lock: the central (per-class)
  * lock guards only abandoned slabs, and the SuperSlab lock only the
  * carving and release of whole slabs. Empty slabs beyond a small reserve
- * go back to their SuperSlab at once (purged), and empty SuperSlabs are
- * unmapped (HAKMEM_TINY_TRIM_SS=1, the default).
+ * go back to their SuperSlab at once (superslab.c purges them after
+ * HAKMEM_TINY_DECAY_MS), and empty SuperSlabs are unmapped
+ * (HAKMEM_TINY_TRIM_SS=1, the default).
  *
  * Reentrancy: while a thread is inside these slow paths (tc_busy), a
  * nested malloc (a signal handler, an interposed mmap) is served by the
