@@ -39,17 +39,27 @@ static const struct cfg_entry cfg_table[HAK_CFG_COUNT] = {
 
 #define HAK_CFG_STRING_MAX 256
 
+/* The list and string storage lives apart, for the few variables of those
+ * types: in every value it made the table 49 KiB, all of it resident in
+ * every process (the defaults are parsed into every entry). */
+struct cfg_text {
+    long long list[HAK_CFG_LIST_MAX];
+    char str[HAK_CFG_STRING_MAX];
+};
+
 struct cfg_value {
     bool has_value;
     enum hak_cfg_source source;
     long long i;
     double d;
     int list_len;
-    long long list[HAK_CFG_LIST_MAX];
-    char str[HAK_CFG_STRING_MAX];
+    struct cfg_text *text; /* LIST and STRING entries only */
 };
 
 static struct cfg_value cfg_values[HAK_CFG_COUNT];
+#define CFG_TEXT_SLOTS 16
+static struct cfg_text cfg_texts[CFG_TEXT_SLOTS];
+static struct cfg_text cfg_no_text; /* what other entries read: empty */
 static unsigned cfg_rejected;
 
 /* Build-time switches of the seed: set in the environment they do nothing,
@@ -211,6 +221,7 @@ static bool parse_value(enum hak_cfg_id id, const char *text, struct cfg_value *
     long long n;
     double d;
     struct cfg_value parsed = *v;
+    long long list[HAK_CFG_LIST_MAX];
     enum hak_cfg_reject why = HAK_REJECT_SYNTAX;
 
     switch (e->type) {
@@ -262,7 +273,7 @@ static bool parse_value(enum hak_cfg_id id, const char *text, struct cfg_value *
                 why = HAK_REJECT_RANGE;
                 goto bad;
             }
-            parsed.list[parsed.list_len++] = n;
+            list[parsed.list_len++] = n;
             if (!comma)
                 break;
             p = comma + 1;
@@ -276,10 +287,13 @@ static bool parse_value(enum hak_cfg_id id, const char *text, struct cfg_value *
                 reject(id, text, HAK_REJECT_SYNTAX, expected);
             return false;
         }
-        strcpy(parsed.str, text);
         break;
     case HAK_T_REMOVED: return false;
     }
+    if (e->type == HAK_T_LIST)
+        memcpy(v->text->list, list, (size_t)parsed.list_len * sizeof(list[0]));
+    if (e->type == HAK_T_STRING)
+        strcpy(v->text->str, text);
     parsed.has_value = true;
     *v = parsed;
     return true;
@@ -425,7 +439,7 @@ static void check_consistency(void)
 
 static void open_log_file(void)
 {
-    const char *path = cfg_values[HAK_CFG_LOG_FILE].str;
+    const char *path = cfg_values[HAK_CFG_LOG_FILE].text->str;
     if (!path[0])
         return;
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -439,7 +453,12 @@ static void open_log_file(void)
 void hak_config_load(void)
 {
     int saved_errno = errno;
+    int text_slots = 0;
     for (int id = 0; id < HAK_CFG_COUNT; id++) {
+        bool has_text = cfg_table[id].type == HAK_T_LIST || cfg_table[id].type == HAK_T_STRING;
+        if (has_text && text_slots == CFG_TEXT_SLOTS)
+            hak_fatal("more than %d list and string variables: raise CFG_TEXT_SLOTS", CFG_TEXT_SLOTS);
+        cfg_values[id].text = has_text ? &cfg_texts[text_slots++] : &cfg_no_text;
         cfg_values[id].source = HAK_SRC_DEFAULT;
         cfg_values[id].has_value = false;
         if (cfg_table[id].def[0] && !parse_value(id, cfg_table[id].def, &cfg_values[id], false))
@@ -514,12 +533,12 @@ double hak_cfg_double(enum hak_cfg_id id)
 
 const char *hak_cfg_str(enum hak_cfg_id id)
 {
-    return cfg_values[id].str;
+    return cfg_values[id].text ? cfg_values[id].text->str : ""; /* "" before hak_config_load */
 }
 
 int hak_cfg_list(enum hak_cfg_id id, const long long **items)
 {
-    *items = cfg_values[id].list;
+    *items = cfg_values[id].text ? cfg_values[id].text->list : cfg_no_text.list;
     return cfg_values[id].list_len;
 }
 
@@ -564,10 +583,10 @@ static void format_value(enum hak_cfg_id id, char *buf, size_t len)
         size_t used = 0;
         buf[0] = '\0';
         for (int k = 0; k < v->list_len && used < len; k++)
-            used += (size_t)snprintf(buf + used, len - used, "%s%lld", k ? "," : "", v->list[k]);
+            used += (size_t)snprintf(buf + used, len - used, "%s%lld", k ? "," : "", v->text->list[k]);
         break;
     }
-    case HAK_T_STRING: snprintf(buf, len, "%s", v->str); break;
+    case HAK_T_STRING: snprintf(buf, len, "%s", v->text->str); break;
     case HAK_T_REMOVED: snprintf(buf, len, "(removed)"); break;
     }
 }
