@@ -63,7 +63,7 @@ TOOL_SRCS     := $(sort $(wildcard tools/*.c))
 .PHONY: all lib install uninstall test test-build bench bench-build bench-quick bench-instr bench-probes bench-fronts \
         clean format format-check deps docs check-docs
 
-all: lib $(BUILD)/hakmem-config
+all: lib $(BUILD)/hakmem-config $(BUILD)/hakmem
 
 lib: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
 
@@ -82,6 +82,11 @@ $(BUILD)/libhakmem.a: $(LIB_OBJS)
 # is generated from it, and a test checks they agree).
 $(BUILD)/hakmem-config: tools/hakmem_config.c $(BUILD)/libhakmem.so include/hakmem.h
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude $< -o $@ -L$(BUILD) -lhakmem -Wl,-rpath,'$$ORIGIN'
+
+# `hakmem` is the command line tool (`hakmem trace`); it does not link the library.
+$(BUILD)/hakmem: tools/hakmem.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CSTD) $(WARN) -O2 -g $< -o $@
 
 -include $(LIB_DEPS)
 

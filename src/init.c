@@ -8,6 +8,7 @@
  * but if a future libc did, the arena would serve it. */
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -104,11 +105,37 @@ static void fork_child(void)
     hak_counters.threads_live = 1;
 }
 
+/* `hakmem trace -- CMD` starts CMD with HAKMEM_TRACE_WAIT=<its pid>: the
+ * process stops itself here, before its first allocation is served, until
+ * the launcher has attached the tracer and sends SIGCONT. Keyed on the pid
+ * so that CMD's own children do not stop. Read from environ directly:
+ * nothing may allocate yet. */
+static void wait_for_tracer(void)
+{
+    extern char **environ;
+    static const char key[] = "HAKMEM_TRACE_WAIT=";
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, key, sizeof(key) - 1) != 0)
+            continue;
+        long want = 0;
+        char *digits = *e + sizeof(key) - 1, *c = digits;
+        for (; *c >= '0' && *c <= '9'; c++)
+            want = want * 10 + (*c - '0');
+        if (want != (long)getpid())
+            return;
+        /* Once only: a program this process execs keeps its pid. */
+        memset(digits, '0', (size_t)(c - digits));
+        raise(SIGSTOP);
+        return;
+    }
+}
+
 void hak_init_slow(void)
 {
     int expected = 0;
     if (atomic_compare_exchange_strong(&hak_init_state, &expected, 1)) {
         initialising = true;
+        wait_for_tracer();
         hak_config_load();
         hak_small_init();
         hak_large_init();
