@@ -889,6 +889,7 @@ static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reaso
             uint32_t got = slabs_take(heap, class_index, QUICK_SLOTS, &tail, &head, reason, &source);
             if (!got)
                 return NULL;
+            HAK_COUNT(tiny_refills, 1);
             HAK_PROBE(tiny_refill, class_index, got, source);
             for (void *b = head; b; b = *(void **)b)
                 q->item[q->count++] = b;
