@@ -1,0 +1,134 @@
+/* Provokes every probe of the catalogue once the environment of
+ * tests/test_probe_driver.py is set (a Tiny cap of 2 MiB, purge at release,
+ * a small BigCache with a short decay, a bad and an unknown HAKMEM_*
+ * variable): Tiny refills and spills, remote frees and drains, abandon and
+ * adopt, SuperSlab map, carve, release, tier change and unmap, purge and
+ * reuse, the cap and mmap-failure fallbacks, Large map, remap, unmap, cache
+ * hit, miss, eviction and decay, a failed mmap and an out-of-memory NULL. */
+#include "check.h"
+#include "hk_api.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define N 40000
+
+static void *blocks[N];
+#define KEEP_MAX 200000
+static void *keep[KEEP_MAX];
+
+static void *allocate(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < N; i++)
+        blocks[i] = malloc(2048 + (size_t)i % 4096); /* 1-32 KiB classes: not under the Tiny cap */
+    return NULL;
+}
+
+static void *free_half(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < N; i += 2) {
+        free(blocks[i]);
+        blocks[i] = NULL;
+    }
+    void *mine[2000];
+    for (int i = 0; i < 2000; i++)
+        mine[i] = malloc(3000);
+    for (int i = 0; i < 2000; i++)
+        free(mine[i]);
+    return NULL;
+}
+
+static void t_all(void)
+{
+    /* Tiny: refills, spills, the 2 MiB cap (fallback reason 0). */
+    void **small = malloc(200000 * sizeof(void *));
+    REQUIRE(small, "malloc");
+    for (int i = 0; i < 200000; i++) {
+        small[i] = malloc(16 + (size_t)i % 48);
+        REQUIRE(small[i], "malloc(small)");
+    }
+    for (int i = 0; i < 200000; i++)
+        free(small[i]);
+    free(small);
+
+    /* Threads: remote frees into a live thread's slabs, abandon at exit,
+     * adoption, SuperSlab tiers as most slabs empty. */
+    pthread_t a, b;
+    REQUIRE(pthread_create(&a, NULL, allocate, NULL) == 0, "pthread_create");
+    REQUIRE(pthread_join(a, NULL) == 0, "pthread_join");
+    REQUIRE(pthread_create(&b, NULL, free_half, NULL) == 0, "pthread_create");
+    REQUIRE(pthread_join(b, NULL) == 0, "pthread_join");
+    for (int i = 0; i < N; i++)
+        free(blocks[i]);
+    for (int i = 0; i < 4000; i++) /* carve purged slabs again: os_reuse */
+        blocks[i] = malloc(3000);
+    for (int i = 0; i < 4000; i++)
+        free(blocks[i]);
+
+    /* Large: map, cache hit, eviction over the 4 MiB cap, a block too big
+     * to cache (unmapped), mremap, decay. */
+    void *big[8];
+    for (int i = 0; i < 8; i++)
+        big[i] = malloc(600000);
+    for (int i = 0; i < 8; i++)
+        free(big[i]);
+    void *again = malloc(600000);
+    free(again);
+    void *huge = malloc(3 << 20);
+    free(huge);
+    char *grow = malloc(100000);
+    REQUIRE(grow, "malloc");
+    grow = realloc(grow, 5 << 20);
+    REQUIRE(grow, "realloc");
+    free(grow);
+    usleep(200 * 1000); /* past HAKMEM_BIGCACHE_DECAY_MS */
+    free(malloc(700000));
+
+    /* The address space runs out: a SuperSlab for a 1-32 KiB class cannot
+     * be mapped (fallback reason 1), then neither can the Large block. */
+    struct rlimit old, tight;
+    REQUIRE(getrlimit(RLIMIT_AS, &old) == 0, "getrlimit");
+    tight = old;
+    tight.rlim_cur = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    REQUIRE(f && fscanf(f, "%lu", &pages) == 1, "statm");
+    fclose(f);
+    tight.rlim_cur = pages * 4096 + (1 << 20);
+    REQUIRE(setrlimit(RLIMIT_AS, &tight) == 0, "setrlimit");
+    int nulls = 0;
+    int kept = 0;
+    while (kept < KEEP_MAX) {
+        void *p = malloc(20000);
+        if (!p) {
+            CHECK(errno == ENOMEM, "malloc failed with errno %d, not ENOMEM", errno);
+            nulls++;
+            break;
+        }
+        keep[kept++] = p;
+    }
+    CHECK(nulls == 1, "%d blocks of 20000 B under RLIMIT_AS + 1 MiB and no NULL", kept);
+    void *too_big = malloc(64 << 20);
+    CHECK(too_big == NULL && errno == ENOMEM, "64 MiB under a tight RLIMIT_AS: %p errno %d", too_big, errno);
+    REQUIRE(setrlimit(RLIMIT_AS, &old) == 0, "setrlimit restore");
+    for (int i = 0; i < kept; i++)
+        free(keep[i]);
+    malloc_trim(0);
+    printf("driver nulls=%d kept=%d\n", nulls, kept);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct subtest tests[] = {
+        {"all", t_all},
+    };
+    return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
