@@ -19,12 +19,14 @@ enum hak_cfg_type {
     HAK_T_REMOVED,
 };
 
+/* clang-format off */
 enum hak_cfg_id {
 #define HAK_CFG_ENUM_ID(id, ...) HAK_CFG_##id,
     HAK_CONFIG_TABLE(HAK_CFG_ENUM_ID)
 #undef HAK_CFG_ENUM_ID
-        HAK_CFG_COUNT
+    HAK_CFG_COUNT
 };
+/* clang-format on */
 
 /* Where a value came from. */
 enum hak_cfg_source {

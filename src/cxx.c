@@ -80,34 +80,13 @@ HAK_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t align, NOTHR
 HAK_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t align, NOTHROW_T);
 HAK_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t size, size_t align);
 HAK_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t size, size_t align);
-/* clang-format on */
 
-void *_Znwm(size_t size)
-{
-    return cxx_new(size);
-}
-void *_Znam(size_t size)
-{
-    return cxx_new(size);
-}
-void *_ZnwmRKSt9nothrow_t(size_t size, NOTHROW_T tag)
-{
-    (void)tag;
-    return cxx_new_nothrow(size);
-}
-void *_ZnamRKSt9nothrow_t(size_t size, NOTHROW_T tag)
-{
-    (void)tag;
-    return cxx_new_nothrow(size);
-}
-void *_ZnwmSt11align_val_t(size_t size, size_t align)
-{
-    return hak_cxx_new_slow(size, align, false);
-}
-void *_ZnamSt11align_val_t(size_t size, size_t align)
-{
-    return hak_cxx_new_slow(size, align, false);
-}
+void *_Znwm(size_t size) { return cxx_new(size); }
+void *_Znam(size_t size) { return cxx_new(size); }
+void *_ZnwmRKSt9nothrow_t(size_t size, NOTHROW_T tag) { (void)tag; return cxx_new_nothrow(size); }
+void *_ZnamRKSt9nothrow_t(size_t size, NOTHROW_T tag) { (void)tag; return cxx_new_nothrow(size); }
+void *_ZnwmSt11align_val_t(size_t size, size_t align) { return hak_cxx_new_slow(size, align, false); }
+void *_ZnamSt11align_val_t(size_t size, size_t align) { return hak_cxx_new_slow(size, align, false); }
 void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t size, size_t align, NOTHROW_T tag)
 {
     (void)tag;
@@ -119,44 +98,15 @@ void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t align, NOTHROW_T ta
     return hak_cxx_new_slow(size, align, true);
 }
 
-void _ZdlPv(void *p)
-{
-    hak_free_inline(p);
-}
-void _ZdaPv(void *p)
-{
-    hak_free_inline(p);
-}
-void _ZdlPvRKSt9nothrow_t(void *p, NOTHROW_T tag)
-{
-    (void)tag;
-    hak_free_inline(p);
-}
-void _ZdaPvRKSt9nothrow_t(void *p, NOTHROW_T tag)
-{
-    (void)tag;
-    hak_free_inline(p);
-}
-void _ZdlPvm(void *p, size_t size)
-{
-    (void)size;
-    hak_free_inline(p);
-}
-void _ZdaPvm(void *p, size_t size)
-{
-    (void)size;
-    hak_free_inline(p);
-}
-void _ZdlPvSt11align_val_t(void *p, size_t align)
-{
-    (void)align;
-    hak_free_inline(p);
-}
-void _ZdaPvSt11align_val_t(void *p, size_t align)
-{
-    (void)align;
-    hak_free_inline(p);
-}
+void _ZdlPv(void *p) { hak_free_inline(p); }
+void _ZdaPv(void *p) { hak_free_inline(p); }
+void _ZdlPvRKSt9nothrow_t(void *p, NOTHROW_T tag) { (void)tag; hak_free_inline(p); }
+void _ZdaPvRKSt9nothrow_t(void *p, NOTHROW_T tag) { (void)tag; hak_free_inline(p); }
+void _ZdlPvm(void *p, size_t size) { (void)size; hak_free_inline(p); }
+void _ZdaPvm(void *p, size_t size) { (void)size; hak_free_inline(p); }
+void _ZdlPvSt11align_val_t(void *p, size_t align) { (void)align; hak_free_inline(p); }
+void _ZdaPvSt11align_val_t(void *p, size_t align) { (void)align; hak_free_inline(p); }
+/* clang-format on */
 void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t align, NOTHROW_T tag)
 {
     (void)align;

@@ -35,7 +35,7 @@ static size_t ss_empty_keep = 1;
  * that needs neither the madvise nor the page faults. Measured on the
  * README's python3.11 demo: purging every slab at once cost 30 000
  * madvise calls and as many refaulted slabs. */
-static struct hak_slab *dirty_head, *dirty_tail;
+static struct slab_list dirty;
 static size_t dirty_bytes;
 static _Atomic size_t dirty_count;
 static uint32_t decay_ms;
@@ -130,14 +130,7 @@ static size_t slab_touched(const struct hak_slab *slab)
 static void dirty_append(struct hak_slab *slab, uint32_t now)
 {
     slab->released_ms = now;
-    slab->next = NULL;
-    slab->prev = dirty_tail;
-    if (dirty_tail)
-        dirty_tail->next = slab;
-    else
-        dirty_head = slab;
-    dirty_tail = slab;
-    slab->list = HAK_SLAB_DIRTY;
+    slab_append(&dirty, slab, HAK_SLAB_DIRTY);
     dirty_bytes += slab_touched(slab);
     atomic_store_explicit(&dirty_count, atomic_load_explicit(&dirty_count, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -145,16 +138,7 @@ static void dirty_append(struct hak_slab *slab, uint32_t now)
 
 static void dirty_remove(struct hak_slab *slab)
 {
-    if (slab->prev)
-        slab->prev->next = slab->next;
-    else
-        dirty_head = slab->next;
-    if (slab->next)
-        slab->next->prev = slab->prev;
-    else
-        dirty_tail = slab->prev;
-    slab->next = slab->prev = NULL;
-    slab->list = HAK_SLAB_UNLISTED;
+    slab_remove(&dirty, slab);
     dirty_bytes -= slab_touched(slab);
     atomic_store_explicit(&dirty_count, atomic_load_explicit(&dirty_count, memory_order_relaxed) - 1,
                           memory_order_relaxed);
@@ -173,8 +157,8 @@ static void purge_slab_locked(struct hak_slab *slab)
  * dirty bytes exceed `limit`. */
 static void decay_locked(uint32_t now, size_t limit)
 {
-    while (dirty_head && (dirty_bytes > limit || now - dirty_head->released_ms >= decay_ms))
-        purge_slab_locked(dirty_head);
+    while (dirty.head && (dirty_bytes > limit || now - dirty.head->released_ms >= decay_ms))
+        purge_slab_locked(dirty.head);
 }
 
 void hak_ss_decay(void)

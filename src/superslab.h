@@ -64,6 +64,51 @@ struct hak_slab {
 /* A power of two: free finds the slab with a shift and a mask. */
 _Static_assert(sizeof(struct hak_slab) == 128, "hak_slab_of assumes 128-byte slab records");
 
+/* A doubly linked list of slabs through slab->next/prev: a thread's
+ * lists of a class, a class's abandoned slabs, the free-but-dirty slabs.
+ * A slab is on one list at a time; slab->list says which. */
+struct slab_list {
+    struct hak_slab *head, *tail;
+};
+
+static inline void slab_push(struct slab_list *list, struct hak_slab *slab, uint16_t which)
+{
+    slab->prev = NULL;
+    slab->next = list->head;
+    if (list->head)
+        list->head->prev = slab;
+    else
+        list->tail = slab;
+    list->head = slab;
+    slab->list = which;
+}
+
+static inline void slab_append(struct slab_list *list, struct hak_slab *slab, uint16_t which)
+{
+    slab->next = NULL;
+    slab->prev = list->tail;
+    if (list->tail)
+        list->tail->next = slab;
+    else
+        list->head = slab;
+    list->tail = slab;
+    slab->list = which;
+}
+
+static inline void slab_remove(struct slab_list *list, struct hak_slab *slab)
+{
+    if (slab->prev)
+        slab->prev->next = slab->next;
+    else
+        list->head = slab->next;
+    if (slab->next)
+        slab->next->prev = slab->prev;
+    else
+        list->tail = slab->prev;
+    slab->next = slab->prev = NULL;
+    slab->list = HAK_SLAB_UNLISTED;
+}
+
 /* SuperSlab tiers: HOT SuperSlabs take new slabs; one whose utilisation
  * (slabs in use / usable slabs) falls to HAKMEM_SS_TIER_DOWN_THRESHOLD
  * turns DRAINING and is carved only when no HOT one has a free slab, so

@@ -89,10 +89,6 @@ struct quick_slot {
     void *item[QUICK_SLOTS];
 } __attribute__((aligned(64)));
 
-struct slab_list {
-    struct hak_slab *head, *tail;
-};
-
 struct class_state {
     struct slab_list avail; /* owned slabs with a local block; head = current */
     struct slab_list full;  /* owned slabs with none */
@@ -285,46 +281,6 @@ void hak_small_init(void)
 {
     configure_classes();
     hak_ss_init();
-}
-
-/* ---- slab lists ---- */
-
-static void slab_push(struct slab_list *list, struct hak_slab *slab, uint16_t which)
-{
-    slab->prev = NULL;
-    slab->next = list->head;
-    if (list->head)
-        list->head->prev = slab;
-    else
-        list->tail = slab;
-    list->head = slab;
-    slab->list = which;
-}
-
-static void slab_append(struct slab_list *list, struct hak_slab *slab, uint16_t which)
-{
-    slab->next = NULL;
-    slab->prev = list->tail;
-    if (list->tail)
-        list->tail->next = slab;
-    else
-        list->head = slab;
-    list->tail = slab;
-    slab->list = which;
-}
-
-static void slab_remove(struct slab_list *list, struct hak_slab *slab)
-{
-    if (slab->prev)
-        slab->prev->next = slab->next;
-    else
-        list->head = slab->next;
-    if (slab->next)
-        slab->next->prev = slab->prev;
-    else
-        list->tail = slab->prev;
-    slab->next = slab->prev = NULL;
-    slab->list = HAK_SLAB_UNLISTED;
 }
 
 static struct slab_list *owned_list(struct class_state *cs, struct hak_slab *slab)
@@ -625,15 +581,6 @@ static void slab_give(struct class_state *cs, void *block)
     slab_give_keep(cs, block, empty_keep);
 }
 
-static void slabs_give_chain(struct class_state *cs, void *chain, uint32_t count)
-{
-    for (uint32_t k = 0; k < count && chain; k++) {
-        void *block = chain;
-        chain = *(void **)block;
-        slab_give(cs, block);
-    }
-}
-
 /* Magazine over capacity: its older half goes back to the slabs. */
 static void magazine_spill(struct hak_heap *heap, unsigned class_index)
 {
@@ -763,28 +710,36 @@ static void sweep_abandoned(void)
 
 /* Hand a class's whole thread cache back to its slabs and return the
  * slabs that empty (the thread keeps none of this class). */
-static uint32_t class_trim(struct hak_heap *heap, unsigned class_index)
+/* Every block a class's caches hold (SLL, magazine, quick slot) goes back
+ * to its slab; slabs that empty are returned. The caller sets the bin's
+ * room. Returns the blocks moved. */
+static uint32_t return_cache(struct hak_heap *heap, struct hak_tc_bin *bin, unsigned class_index)
 {
     struct class_state *cs = &heap->cls[class_index];
-    struct hak_tc_bin *bin = &hak_tc_bins[class_index];
     struct quick_slot *q = &heap->quick[class_index];
-    uint32_t returned = 0;
+    uint32_t returned = cs->mag_count + q->count;
     void *chain = bin->head;
     bin->head = NULL;
-    if (bin->room || chain)
-        bin->room = (int32_t)class_sll_limit[class_index];
     for (void *next; chain; chain = next, returned++) {
         next = *(void **)chain;
         slab_give_keep(cs, chain, 0);
     }
     for (uint32_t k = 0; k < cs->mag_count; k++)
         slab_give_keep(cs, cs->mag[k], 0);
-    returned += cs->mag_count;
     cs->mag_count = 0;
     for (uint32_t k = 0; k < q->count; k++)
         slab_give_keep(cs, q->item[k], 0);
-    returned += q->count;
     q->count = 0;
+    return returned;
+}
+
+static uint32_t class_trim(struct hak_heap *heap, unsigned class_index)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    struct hak_tc_bin *bin = &hak_tc_bins[class_index];
+    if (bin->room || bin->head)
+        bin->room = (int32_t)class_sll_limit[class_index];
+    uint32_t returned = return_cache(heap, bin, class_index);
     /* Slabs that were already empty. */
     for (struct hak_slab *slab = cs->avail.head, *next; slab && cs->empty; slab = next) {
         next = slab->next;
@@ -1042,26 +997,13 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         struct hak_tc_bin *bin = &bins[c];
         struct class_state *cs = &heap->cls[c];
-        struct quick_slot *q = &heap->quick[c];
-        void *chain = bin->head;
-        uint32_t count = 0;
-        for (void *b = chain; b; b = *(void **)b)
-            count++;
-        bin->head = NULL;
+        uint32_t cached = return_cache(heap, bin, c);
         bin->room = exiting ? 0 : (int32_t)class_sll_limit[c];
         cs->draining = 0;
         cs->drain_pending = 0;
         cs->spills_since_miss = 0;
-        uint32_t cached = count + cs->mag_count + q->count;
         total_blocks += cached;
         total_bytes += (uint64_t)cached * hak_class_size[c];
-        slabs_give_chain(cs, chain, count);
-        for (uint32_t k = 0; k < cs->mag_count; k++)
-            slab_give(cs, cs->mag[k]);
-        cs->mag_count = 0;
-        for (uint32_t k = 0; k < q->count; k++)
-            slab_give(cs, q->item[k]);
-        q->count = 0;
 
         /* Owned slabs: empty ones go back now; on exit the rest are
          * abandoned. Whatever other threads free after the drain waits
