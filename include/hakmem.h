@@ -69,6 +69,26 @@ struct hakmem_stats {
     uint64_t tiny_remote_drained; /* blocks freed by another thread, taken back by the owner */
     uint64_t tiny_adopted;        /* slabs of exited threads adopted */
     uint64_t tiny_abandoned;      /* slabs left by exiting threads with live blocks */
+    /* os_purge probe firings: madvise calls plus never-touched ranges
+     * counted as purged (a fresh L25 chunk, SuperSlab slabs not carved). */
+    uint64_t os_purge_events;
+    uint64_t mid_refills;      /* Mid (1-32 KiB) thread-cache refills */
+    uint64_t mid_spills;       /* Mid thread-cache spills to the slabs */
+    uint64_t mid_fallbacks;    /* Mid requests served by the Large tier */
+    uint64_t mid_ring_flushes; /* HAKMEM_POOL_TLS_RING flushes */
+    /* Mapped and purged bytes by tier (index: 0 metadata, 1 SuperSlabs
+     * (Tiny and Mid), 2 unused, 3 L25, 4 Large); a tier's resident memory
+     * is at most mapped - purged, the figure the probes give. */
+    uint64_t tier_mapped[5];
+    uint64_t tier_purged[5];
+    uint64_t l25_live_bytes;     /* L25 blocks out (live or in a thread cache) */
+    uint64_t l25_free_resident;  /* L25 free pages not yet purged */
+    uint64_t l25_chunks;         /* L25 2 MiB chunks mapped */
+    uint64_t l25_refills;        /* trips to the L25 pool lock for blocks */
+    uint64_t l25_fallbacks;      /* L25 requests served by the Large tier */
+    uint64_t budget_exceeded;    /* HAKMEM_TINY_RSS_BUDGET_KB checks that found RSS over it */
+    uint64_t diet_steps;         /* cache-capacity cuts made for the budget */
+    uint64_t decay_purged_bytes; /* bytes purged by decay (time or allowance) */
 };
 void hakmem_stats_get(struct hakmem_stats *out);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "l25.h"
 #include "probes.h"
 
 /* ---- dispatcher slow paths ---- */
@@ -28,6 +29,8 @@ HAK_NOINLINE void *hak_alloc_slow(size_t size, size_t align)
         p = hak_small_alloc_aligned(size, align);
     else if (size <= HAK_SMALL_MAX && align <= HAK_MIN_ALIGN)
         p = hak_small_alloc_inline(size);
+    else if (size > HAK_SMALL_MAX && size <= HAK_L25_MAX && align <= HAK_PAGE)
+        p = hak_l25_alloc(size);
     if (p)
         return p;
     return hak_large_alloc(size, align, false);
@@ -35,6 +38,10 @@ HAK_NOINLINE void *hak_alloc_slow(size_t size, size_t align)
 
 HAK_NOINLINE void hak_free_slow(void *p)
 {
+    if (hak_l25_contains(p)) {
+        hak_l25_free(p);
+        return;
+    }
     if (hak_is_boot_ptr(p))
         return; /* the bootstrap arena is never reused */
     hak_large_free(p);
@@ -44,6 +51,8 @@ static size_t usable_size(const void *p)
 {
     if (hak_ss_contains(p))
         return hak_small_usable(p);
+    if (hak_l25_contains(p))
+        return hak_l25_usable(p);
     if (hak_is_boot_ptr(p))
         return hak_boot_usable(p);
     return hak_large_usable(p);
@@ -79,6 +88,13 @@ static void *alloc_zeroed(size_t size)
     if (size > PTRDIFF_MAX) {
         errno = ENOMEM;
         return NULL;
+    }
+    if (size <= HAK_L25_MAX) {
+        void *p = hak_l25_alloc(size);
+        if (p) {
+            memset(p, 0, size);
+            return p;
+        }
     }
     return hak_large_alloc(size, HAK_MIN_ALIGN, true);
 }
@@ -147,6 +163,15 @@ HAK_EXPORT void *realloc(void *p, size_t size)
         /* In place while the request still fits and would not waste more
          * than half of the block. */
         if (size <= old_usable && size >= old_usable / 2)
+            return p;
+    } else if (hak_l25_contains(p)) {
+        old_usable = hak_l25_usable(p);
+        if (old_usable == 0 || !hak_l25_is_live(p)) {
+            hak_report_misuse("realloc(): pointer not allocated by hakmem", p);
+            errno = EINVAL;
+            return NULL;
+        }
+        if (size <= old_usable && size > HAK_SMALL_MAX && hak_l25_class_size(hak_l25_class_of(size)) == old_usable)
             return p;
     } else if (hak_is_boot_ptr(p)) {
         old_usable = hak_boot_usable(p);
@@ -237,6 +262,7 @@ HAK_EXPORT int malloc_trim(size_t pad)
     (void)pad;
     hak_ensure_init();
     size_t released = hak_small_trim();
+    released += hak_l25_trim();
     released += hak_large_trim();
     return released != 0;
 }
@@ -342,6 +368,8 @@ HAK_EXPORT int hakmem_owns(const void *p)
         return 0;
     if (hak_ss_contains(p))
         return hak_small_is_live(p);
+    if (hak_l25_contains(p))
+        return hak_l25_is_live(p);
     if (hak_is_boot_ptr(p))
         return 1;
     return hak_large_owns(p);
@@ -353,6 +381,8 @@ HAK_EXPORT enum hakmem_tier hakmem_tier_of(const void *p)
         return HAKMEM_TIER_NONE;
     if (hak_ss_contains(p))
         return hak_small_usable(p) <= HAK_TINY_MAX ? HAKMEM_TIER_TINY : HAKMEM_TIER_MID;
+    if (hak_l25_contains(p))
+        return HAKMEM_TIER_L25;
     if (hak_is_boot_ptr(p))
         return HAKMEM_TIER_BOOT;
     return HAKMEM_TIER_LARGE;

@@ -32,6 +32,8 @@
  * machinery until the Mid pool lands); everything above is Large. */
 #define HAK_TINY_MAX ((size_t)1024)
 #define HAK_SMALL_MAX ((size_t)32 * 1024)
+/* The L25 pool: HAK_SMALL_MAX < size <= HAK_L25_MAX (l25.c). */
+#define HAK_L25_MAX ((size_t)1024 * 1024)
 
 #ifndef HAKMEM_BUILD_DEBUG
 #define HAKMEM_BUILD_DEBUG 0
@@ -63,6 +65,8 @@ void *hak_os_map(size_t bytes, int tier);
 void *hak_os_map_aligned(size_t bytes, size_t align, int tier);
 void hak_os_unmap(void *p, size_t bytes, int tier);
 void hak_os_purge(void *p, size_t bytes, int tier);
+/* Never-touched pages: counted as purged, no madvise. */
+void hak_os_purge_accounting(void *p, size_t bytes, int tier);
 /* The pages of a purged range became resident again (accounting only). */
 void hak_os_unpurge(void *p, size_t bytes, int tier);
 void hak_os_hugepage(void *p, size_t bytes, bool on);
@@ -92,6 +96,21 @@ struct hak_counters {
     _Atomic uint64_t tiny_remote_drained;
     _Atomic uint64_t tiny_adopted;
     _Atomic uint64_t tiny_abandoned;
+    _Atomic uint64_t os_purge_events;
+    _Atomic uint64_t mid_refills;
+    _Atomic uint64_t mid_spills;
+    _Atomic uint64_t mid_fallbacks;
+    _Atomic uint64_t mid_ring_flushes;
+    _Atomic uint64_t tier_mapped[5]; /* by enum hak_probe_tier_code */
+    _Atomic uint64_t tier_purged[5];
+    _Atomic uint64_t l25_live_bytes;
+    _Atomic uint64_t l25_free_resident;
+    _Atomic uint64_t l25_chunks;
+    _Atomic uint64_t l25_refills;
+    _Atomic uint64_t l25_fallbacks;
+    _Atomic uint64_t budget_exceeded;
+    _Atomic uint64_t diet_steps;
+    _Atomic uint64_t decay_purged_bytes;
 };
 extern struct hak_counters hak_counters;
 #define HAK_COUNT(field, n) atomic_fetch_add_explicit(&hak_counters.field, (n), memory_order_relaxed)

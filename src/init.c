@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "l25.h"
 #include "probes.h"
 #include "tiny.h"
 
@@ -70,13 +71,20 @@ static void thread_exit(void *value)
     (void)value;
     uint64_t blocks, bytes;
     hak_small_thread_flush(true, &blocks, &bytes);
+    hak_l25_thread_flush(true);
     HAK_UNCOUNT(threads_live, 1);
     HAK_COUNT(threads_exited, 1);
     HAK_PROBE(thread_exit, (long)syscall(SYS_gettid), blocks, bytes);
 }
 
+/* Idempotent: the Tiny heap and the L25 cache both register the thread,
+ * whichever it uses first. */
 void hak_thread_register(void)
 {
+    static HAK_TLS bool registered;
+    if (registered)
+        return;
+    registered = true;
     if (thread_key_ready)
         pthread_setspecific(thread_key, (void *)1);
     HAK_COUNT(threads_live, 1);
@@ -89,18 +97,21 @@ void hak_thread_register(void)
 static void fork_prepare(void)
 {
     hak_small_lock_all();
+    hak_l25_lock_all();
     hak_large_lock_all();
 }
 
 static void fork_parent(void)
 {
     hak_large_unlock_all();
+    hak_l25_unlock_all();
     hak_small_unlock_all();
 }
 
 static void fork_child(void)
 {
     hak_large_reset_after_fork();
+    hak_l25_reset_after_fork();
     hak_small_reset_after_fork();
     hak_counters.threads_live = 1;
 }
@@ -138,6 +149,7 @@ void hak_init_slow(void)
         wait_for_tracer();
         hak_config_load();
         hak_small_init();
+        hak_l25_init();
         hak_large_init();
         thread_key_ready = pthread_key_create(&thread_key, thread_exit) == 0;
         pthread_atfork(fork_prepare, fork_parent, fork_child);

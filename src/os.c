@@ -19,6 +19,7 @@ void *hak_os_map(size_t bytes, int tier)
     }
     HAK_COUNT(os_map_calls, 1);
     HAK_COUNT(mapped_bytes, bytes);
+    HAK_COUNT(tier_mapped[tier], bytes);
     HAK_PROBE(os_map, bytes, tier, p);
     return p;
 }
@@ -50,6 +51,7 @@ void *hak_os_map_aligned(size_t bytes, size_t align, int tier)
         munmap((char *)start + bytes, tail);
     HAK_COUNT(os_map_calls, 1);
     HAK_COUNT(mapped_bytes, bytes);
+    HAK_COUNT(tier_mapped[tier], bytes);
     HAK_PROBE(os_map, bytes, tier, (void *)start);
     return (void *)start;
 }
@@ -60,6 +62,7 @@ void hak_os_unmap(void *p, size_t bytes, int tier)
         hak_warn("munmap(%p, %zu) failed (errno %d)", p, bytes, errno);
     HAK_COUNT(os_unmap_calls, 1);
     HAK_UNCOUNT(mapped_bytes, bytes);
+    HAK_UNCOUNT(tier_mapped[tier], bytes);
     HAK_PROBE(os_unmap, bytes, tier, p);
 }
 
@@ -71,13 +74,27 @@ void hak_os_purge(void *p, size_t bytes, int tier)
     madvise(p, bytes, MADV_DONTNEED);
     errno = saved;
     HAK_COUNT(os_purge_calls, 1);
+    HAK_COUNT(os_purge_events, 1);
     HAK_COUNT(purged_bytes, bytes);
+    HAK_COUNT(tier_purged[tier], bytes);
+    HAK_PROBE(os_purge, bytes, tier, p);
+}
+
+/* Pages that were never touched (a fresh L25 run's blocks, a SuperSlab's
+ * slabs not yet carved) count as purged without a madvise, so that
+ * mapped - unmapped - purged + reused counts only what can be resident. */
+void hak_os_purge_accounting(void *p, size_t bytes, int tier)
+{
+    HAK_COUNT(os_purge_events, 1);
+    HAK_COUNT(purged_bytes, bytes);
+    HAK_COUNT(tier_purged[tier], bytes);
     HAK_PROBE(os_purge, bytes, tier, p);
 }
 
 void hak_os_unpurge(void *p, size_t bytes, int tier)
 {
     HAK_UNCOUNT(purged_bytes, bytes);
+    HAK_UNCOUNT(tier_purged[tier], bytes);
     HAK_PROBE(os_reuse, bytes, tier, p);
 }
 

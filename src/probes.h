@@ -35,6 +35,13 @@
     X(ss_slab_carve, 4)     \
     X(ss_slab_release, 3)   \
     X(ss_tier, 4)           \
+    X(l25_chunk_map, 3)     \
+    X(l25_chunk_unmap, 3)   \
+    X(pool_refill, 4)       \
+    X(pool_spill, 4)        \
+    X(pool_fallback, 4)     \
+    X(pool_ring_flush, 2)   \
+    X(decay_tick, 3)        \
     X(tiny_sll_miss, 2)     \
     X(tiny_refill, 3)       \
     X(tiny_spill, 3)        \

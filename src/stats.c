@@ -46,6 +46,23 @@ HAK_EXPORT void hakmem_stats_get(struct hakmem_stats *out)
     out->tiny_remote_drained = LOAD(tiny_remote_drained);
     out->tiny_adopted = LOAD(tiny_adopted);
     out->tiny_abandoned = LOAD(tiny_abandoned);
+    out->os_purge_events = LOAD(os_purge_events);
+    out->mid_refills = LOAD(mid_refills);
+    out->mid_spills = LOAD(mid_spills);
+    out->mid_fallbacks = LOAD(mid_fallbacks);
+    out->mid_ring_flushes = LOAD(mid_ring_flushes);
+    for (int t = 0; t < 5; t++) {
+        out->tier_mapped[t] = LOAD(tier_mapped[t]);
+        out->tier_purged[t] = LOAD(tier_purged[t]);
+    }
+    out->l25_live_bytes = LOAD(l25_live_bytes);
+    out->l25_free_resident = LOAD(l25_free_resident);
+    out->l25_chunks = LOAD(l25_chunks);
+    out->l25_refills = LOAD(l25_refills);
+    out->l25_fallbacks = LOAD(l25_fallbacks);
+    out->budget_exceeded = LOAD(budget_exceeded);
+    out->diet_steps = LOAD(diet_steps);
+    out->decay_purged_bytes = LOAD(decay_purged_bytes);
 }
 
 static double mib(uint64_t bytes)
@@ -70,6 +87,21 @@ HAK_EXPORT void hakmem_print_summary(int fd)
                  "%llu slabs abandoned by exiting threads, %llu adopted\n",
                  (unsigned long long)s.tiny_fallbacks, (unsigned long long)s.tiny_remote_drained,
                  (unsigned long long)s.tiny_abandoned, (unsigned long long)s.tiny_adopted);
+    hak_fdprintf(fd,
+                 "hakmem:   l25: %llu chunks (%.1f MiB), %.1f MiB out, %.1f MiB free and resident, %llu refills, "
+                 "%llu fallbacks to Large\n",
+                 (unsigned long long)s.l25_chunks, mib(s.l25_chunks * (2ull << 20)), mib(s.l25_live_bytes),
+                 mib(s.l25_free_resident), (unsigned long long)s.l25_refills, (unsigned long long)s.l25_fallbacks);
+    static const char *const tier_names[5] = {"metadata", "superslabs", "-", "l25", "large"};
+    hak_fdprintf(fd, "hakmem:   resident at most, by tier:");
+    for (int t = 0; t < 5; t++)
+        if (t != 2)
+            hak_fdprintf(fd, " %s %.1f MiB", tier_names[t],
+                         mib(s.tier_mapped[t] > s.tier_purged[t] ? s.tier_mapped[t] - s.tier_purged[t] : 0));
+    hak_fdprintf(fd, "; %.1f MiB purged by decay\n", mib(s.decay_purged_bytes));
+    if (s.budget_exceeded || s.diet_steps)
+        hak_fdprintf(fd, "hakmem:   RSS budget: exceeded at %llu checks, %llu diet steps\n",
+                     (unsigned long long)s.budget_exceeded, (unsigned long long)s.diet_steps);
     hak_fdprintf(fd,
                  "hakmem:   large: %llu live blocks (%.1f MiB); BigCache %llu hits, %llu misses, holding %.1f MiB\n",
                  (unsigned long long)s.large_live, mib(s.large_live_bytes), (unsigned long long)s.bigcache_hits,

@@ -21,6 +21,8 @@ static size_t ss_mapped_count;
 static size_t ss_empty_count;
 /* Bytes of slabs held by Tiny classes: what HAKMEM_TINY_SS_MAX_MB caps. */
 static size_t tiny_slab_bytes;
+/* Blocks in slabs held by Mid classes (1-32 KiB): what HAKMEM_CAP_MID caps. */
+static size_t mid_slab_blocks;
 /* Tier thresholds in used slabs, fixed at start-up from the configuration. */
 static uint32_t tier_down_slabs;
 static uint32_t tier_up_slabs;
@@ -49,6 +51,8 @@ static size_t dirty_max(void)
     return HAK_MiB + slabs_in_use * HAK_SLAB_SIZE / 8;
 }
 
+/* The SuperSlab header (slab records and fields), in whole pages. */
+#define SS_HEADER_BYTES ((sizeof(struct hak_superslab) + HAK_PAGE - 1) & ~(HAK_PAGE - 1))
 #define SS_ALL_USABLE_MASK ((uint32_t)(~0u) & ~((1u << HAK_SS_FIRST_SLAB) - 1))
 enum { SS_ON_NONE = 0, SS_ON_HOT = 1, SS_ON_DRAINING = 2 };
 
@@ -150,7 +154,7 @@ static void purge_slab_locked(struct hak_slab *slab)
     size_t touched = slab_touched(slab);
     dirty_remove(slab);
     hak_os_purge(hak_slab_base(slab), touched, HAK_PT_TINY);
-    slab->purged_pages = (uint16_t)(touched / HAK_PAGE);
+    slab->purged_pages = (uint16_t)(slab->purged_pages + touched / HAK_PAGE);
 }
 
 /* Purge dirty slabs past the decay time, and the oldest ones while the
@@ -182,9 +186,16 @@ static struct hak_superslab *ss_map_new_locked(int *reason)
     ss->free_mask = SS_ALL_USABLE_MASK;
     ss->free_slabs = HAK_SS_USABLE_SLABS;
     ss->tier = HAK_SS_HOT;
-    for (size_t i = 0; i < HAK_SLABS_PER_SS; i++)
+    for (size_t i = 0; i < HAK_SLABS_PER_SS; i++) {
         ss->slabs[i].class_index = HAK_SLAB_NO_CLASS;
-    hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 1;
+        ss->slabs[i].purged_pages = (uint16_t)(HAK_SLAB_SIZE / HAK_PAGE);
+    }
+    /* Nothing past the header is touched yet: it counts as purged, so that
+     * mapped - unmapped - purged + reused (the probes' resident size) counts
+     * slabs from their carving on, not from the SuperSlab's mapping. */
+    ss->slabs[0].purged_pages = (uint16_t)((HAK_SLAB_SIZE - SS_HEADER_BYTES) / HAK_PAGE);
+    hak_os_purge_accounting((char *)ss + SS_HEADER_BYTES, HAK_SS_SIZE - SS_HEADER_BYTES, HAK_PT_TINY);
+    hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_MAP_SS;
     ss->all_next = ss_all;
     if (ss_all)
         ss_all->all_prev = ss;
@@ -205,9 +216,10 @@ static void ss_unmap(struct hak_superslab *ss)
             dirty_remove(&ss->slabs[i]);
     /* The unmap below covers the purged slabs too: count them back first so
      * that mapped - unmapped - purged + reused stays the resident size. */
-    for (size_t i = HAK_SS_FIRST_SLAB; i < HAK_SLABS_PER_SS; i++)
+    for (size_t i = 0; i < HAK_SLABS_PER_SS; i++)
         if (ss->slabs[i].purged_pages)
-            hak_os_unpurge((char *)ss + i * HAK_SLAB_SIZE, (size_t)ss->slabs[i].purged_pages * HAK_PAGE, HAK_PT_TINY);
+            hak_os_unpurge((char *)ss + i * HAK_SLAB_SIZE + (i ? 0 : SS_HEADER_BYTES),
+                           (size_t)ss->slabs[i].purged_pages * HAK_PAGE, HAK_PT_TINY);
     hak_ss_map[(uintptr_t)ss >> HAK_SS_SHIFT] = 0;
     if (ss->all_prev)
         ss->all_prev->all_next = ss->all_next;
@@ -247,8 +259,10 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 {
     bool tiny = class_index < HAK_NUM_TINY_CLASSES;
     pthread_mutex_lock(&ss_lock);
-    if (tiny && hak_cfg_is_set(HAK_CFG_TINY_SS_MAX_MB) &&
-        tiny_slab_bytes + HAK_SLAB_SIZE > (size_t)hak_cfg_int(HAK_CFG_TINY_SS_MAX_MB) * HAK_MiB) {
+    if ((tiny && hak_cfg_is_set(HAK_CFG_TINY_SS_MAX_MB) &&
+         tiny_slab_bytes + HAK_SLAB_SIZE > (size_t)hak_cfg_int(HAK_CFG_TINY_SS_MAX_MB) * HAK_MiB) ||
+        (!tiny && hak_cfg_is_set(HAK_CFG_CAP_MID) &&
+         mid_slab_blocks + HAK_SLAB_SIZE / block_size > (size_t)hak_cfg_int(HAK_CFG_CAP_MID))) {
         pthread_mutex_unlock(&ss_lock);
         *reason = HAK_FALLBACK_CAP;
         return NULL;
@@ -285,6 +299,8 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
     relist(ss);
     if (tiny)
         tiny_slab_bytes += HAK_SLAB_SIZE;
+    else
+        mid_slab_blocks += HAK_SLAB_SIZE / block_size;
     pthread_mutex_unlock(&ss_lock);
 
     struct hak_slab *slab = &ss->slabs[index];
@@ -320,6 +336,12 @@ void hak_ss_release_slab(struct hak_slab *slab)
     slab->free_list = NULL;
     slab->list = HAK_SLAB_UNLISTED;
     HAK_PROBE(ss_slab_release, class_index, base, touched);
+    /* The untouched tail never was resident: counted as purged now, the
+     * touched part when the decay purges it. */
+    if (touched < HAK_SLAB_SIZE) {
+        hak_os_purge_accounting(base + touched, HAK_SLAB_SIZE - touched, HAK_PT_TINY);
+        slab->purged_pages = (uint16_t)((HAK_SLAB_SIZE - touched) / HAK_PAGE);
+    }
 
     pthread_mutex_lock(&ss_lock);
     if (touched) {
@@ -329,6 +351,8 @@ void hak_ss_release_slab(struct hak_slab *slab)
     }
     if (class_index < HAK_NUM_TINY_CLASSES)
         tiny_slab_bytes -= HAK_SLAB_SIZE;
+    else
+        mid_slab_blocks -= HAK_SLAB_SIZE / slab->block_size;
     ss->free_mask |= 1u << index;
     slabs_in_use--;
     ss->free_slabs++;

@@ -138,6 +138,10 @@ struct hak_superslab {
  * valid before initialisation. */
 #define HAK_SS_MAP_ENTRIES ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
 extern uint8_t hak_ss_map[HAK_SS_MAP_ENTRIES];
+/* hak_ss_map values: 0 not hakmem's, HAK_MAP_SS a SuperSlab, HAK_MAP_L25 + k
+ * the k-th 2 MiB chunk of an L25 run (l25.c). */
+#define HAK_MAP_SS 1
+#define HAK_MAP_L25 2
 
 static inline struct hak_superslab *hak_ss_of(const void *p)
 {
@@ -148,7 +152,7 @@ static inline struct hak_superslab *hak_ss_of(const void *p)
 static inline bool hak_ss_contains(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    return (a >> HAK_SS_SHIFT) < HAK_SS_MAP_ENTRIES && hak_ss_map[a >> HAK_SS_SHIFT] != 0;
+    return (a >> HAK_SS_SHIFT) < HAK_SS_MAP_ENTRIES && hak_ss_map[a >> HAK_SS_SHIFT] == HAK_MAP_SS;
 }
 
 static inline struct hak_slab *hak_slab_of(const void *p)

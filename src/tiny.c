@@ -149,6 +149,7 @@ static uint32_t class_refill[HAK_NUM_CLASSES];
 static uint8_t class_front[HAK_NUM_CLASSES];
 /* Reason a Tiny class is routed to the next tier, or -1. */
 static int8_t class_route_away[HAK_NUM_CLASSES];
+static bool ring_enabled; /* HAKMEM_POOL_TLS_RING */
 static uint32_t remote_threshold;
 static uint32_t remote_tryrate;
 static uint64_t sweep_interval;
@@ -212,6 +213,11 @@ static void configure_classes(void)
     bool sll = hak_cfg_int(HAK_CFG_TINY_TLS_SLL);
     bool quick = hak_cfg_int(HAK_CFG_TINY_QUICK);
     bool direct = hak_cfg_int(HAK_CFG_TINY_FASTCACHE) || hak_cfg_int(HAK_CFG_TINY_FRONTEND);
+    size_t wmax_mid = (size_t)hak_cfg_int(HAK_CFG_WMAX_MID);
+    uint32_t min_bundle = (uint32_t)hak_cfg_int(HAK_CFG_POOL_MIN_BUNDLE);
+    bool pool_tls_free = hak_cfg_int(HAK_CFG_POOL_TLS_FREE);
+    bool mid_enabled = !hak_cfg_is_set(HAK_CFG_CAP_MID) || hak_cfg_int(HAK_CFG_CAP_MID) != 0;
+    ring_enabled = hak_cfg_int(HAK_CFG_POOL_TLS_RING) != 0;
 
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         pthread_mutex_init(&centrals[c].lock, NULL);
@@ -251,8 +257,21 @@ static void configure_classes(void)
              * resident (measured: a one-malloc program's first SuperSlab
              * held 108 KiB). */
             refill = MID_REFILL_BYTES / hak_class_size[c];
+            /* The Mid pool's working set: the SLL and the magazine of a
+             * class hold at most HAKMEM_WMAX_MID bytes together. */
+            uint32_t wmax_blocks = (uint32_t)(wmax_mid / hak_class_size[c] / 2);
+            if (wmax_blocks < 2)
+                wmax_blocks = 2;
+            if (mag > wmax_blocks)
+                mag = sll_cap = wmax_blocks;
             if (refill > sll_cap / 2)
                 refill = sll_cap / 2;
+            if (refill < min_bundle)
+                refill = min_bundle;
+            if (!mid_enabled)
+                class_route_away[c] = HAK_FALLBACK_DISABLED;
+            if (!pool_tls_free)
+                front = FRONT_DIRECT;
         }
         if (refill > sll_cap)
             refill = sll_cap;
@@ -299,29 +318,112 @@ static void slab_set_owner(struct hak_slab *slab, struct hak_heap *heap)
     atomic_store_explicit(&slab->owner_tp, heap ? (uintptr_t)__builtin_thread_pointer() : 0, memory_order_release);
 }
 
+/* Tiny classes report refills and spills with tiny_*, Mid classes with
+ * pool_* (tier 2, class counted from the first Mid class). */
+static void probe_refill(unsigned class_index, uint32_t count, int source)
+{
+    if (class_index < HAK_NUM_TINY_CLASSES) {
+        HAK_COUNT(tiny_refills, 1);
+        HAK_PROBE(tiny_refill, class_index, count, source);
+    } else {
+        HAK_COUNT(mid_refills, 1);
+        HAK_PROBE(pool_refill, HAK_PT_MID, class_index - HAK_NUM_TINY_CLASSES, count, source);
+    }
+}
+
+static void probe_spill(unsigned class_index, uint32_t count, int target)
+{
+    if (class_index < HAK_NUM_TINY_CLASSES) {
+        if (target == HAK_SPILL_SLABS)
+            HAK_COUNT(tiny_spills, 1);
+        HAK_PROBE(tiny_spill, class_index, count, target);
+    } else {
+        if (target == HAK_SPILL_SLABS)
+            HAK_COUNT(mid_spills, 1);
+        HAK_PROBE(pool_spill, HAK_PT_MID, class_index - HAK_NUM_TINY_CLASSES, count, target);
+    }
+}
+
 /* ---- remote free ---- */
 
-/* A free by a thread that does not own the slab. One CAS on the slab's
- * own cache line; the owner learns of it through remote_pending, raised
+/* A free by a thread that does not own the slab: `n` blocks of one slab,
+ * linked from head to tail, pushed with one CAS on the slab's own cache
+ * line; the owner learns of it through remote_pending, raised
  * by the free that makes the list non-empty (the owner then finds the
  * slab even on its full list) and by the one that brings the list to
  * HAKMEM_TINY_REMOTE_DRAIN_THRESHOLD blocks. */
-static void remote_free(struct hak_slab *slab, void *p, unsigned class_index)
+static void remote_free_chain(struct hak_slab *slab, void *head, void *tail, uint32_t n, unsigned class_index)
 {
     void *old = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);
     do {
-        *(void **)p = old;
-    } while (!atomic_compare_exchange_weak_explicit(&slab->remote_head, &old, p, memory_order_release,
+        *(void **)tail = old;
+    } while (!atomic_compare_exchange_weak_explicit(&slab->remote_head, &old, head, memory_order_release,
                                                     memory_order_relaxed));
     /* A plain load and store, not an atomic add: the count only paces
      * draining, so a lost increment between two racing freers costs
      * nothing, and a second locked instruction per remote free would. */
-    uint32_t queued = atomic_load_explicit(&slab->remote_count, memory_order_relaxed) + 1;
+    uint32_t before = atomic_load_explicit(&slab->remote_count, memory_order_relaxed);
+    uint32_t queued = before + n;
     atomic_store_explicit(&slab->remote_count, queued, memory_order_relaxed);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
-    if (owner && (old == NULL || queued == remote_threshold))
+    if (owner && (old == NULL || (before < remote_threshold && queued >= remote_threshold)))
         atomic_store_explicit(&owner->remote_pending[class_index], 1, memory_order_release);
-    HAK_PROBE(tiny_remote_free, class_index, p, owner ? owner->tid : 0);
+    HAK_PROBE(tiny_remote_free, class_index, head, owner ? owner->tid : 0);
+}
+
+static void remote_free(struct hak_slab *slab, void *p, unsigned class_index)
+{
+    remote_free_chain(slab, p, p, 1, class_index);
+}
+
+/* HAKMEM_POOL_TLS_RING: a thread's frees of other threads' Mid blocks
+ * (1-32 KiB) wait in a ring and go back per slab, one CAS for all of a
+ * slab's blocks, when the ring is full, at the thread's next slow-path
+ * allocation, at its exit and at malloc_trim. At most RING_SLOTS blocks
+ * wait per thread. */
+#define RING_SLOTS 32
+struct remote_ring {
+    uint32_t count;
+    void *block[RING_SLOTS];
+};
+static HAK_TLS struct remote_ring ring;
+
+static void ring_flush(void)
+{
+    struct remote_ring *r = &ring;
+    uint32_t blocks = r->count, slabs = 0;
+    if (!blocks)
+        return;
+    for (uint32_t i = 0; i < r->count; i++) {
+        void *head = r->block[i];
+        if (!head)
+            continue;
+        struct hak_slab *slab = hak_slab_of(head);
+        void *tail = head;
+        uint32_t n = 1;
+        for (uint32_t j = i + 1; j < r->count; j++) {
+            if (r->block[j] && hak_slab_of(r->block[j]) == slab) {
+                *(void **)tail = r->block[j];
+                tail = r->block[j];
+                r->block[j] = NULL;
+                n++;
+            }
+        }
+        remote_free_chain(slab, head, tail, n, slab->class_index);
+        slabs++;
+    }
+    r->count = 0;
+    HAK_COUNT(mid_ring_flushes, 1);
+    HAK_PROBE(pool_ring_flush, blocks, slabs);
+}
+
+static void ring_push(void *p)
+{
+    if (ring.count == 0)
+        hak_thread_register(); /* its exit flushes the ring */
+    ring.block[ring.count++] = p;
+    if (ring.count == RING_SLOTS)
+        ring_flush();
 }
 
 /* Move the slab's remote list to its local free list. Caller owns the
@@ -592,8 +694,7 @@ static void magazine_spill(struct hak_heap *heap, unsigned class_index)
     cs->mag_count -= spill;
     if (++cs->spills_since_miss >= DRAIN_SPILLS && class_front[class_index] == FRONT_SLL)
         cs->drain_pending = 1;
-    HAK_COUNT(tiny_spills, 1);
-    HAK_PROBE(tiny_spill, class_index, spill, HAK_SPILL_SLABS);
+    probe_spill(class_index, spill, HAK_SPILL_SLABS);
 }
 
 static void magazine_push(struct hak_heap *heap, unsigned class_index, void *block)
@@ -668,8 +769,13 @@ static bool thread_start(void)
 
 static void *fall_back(unsigned class_index, size_t size, int reason)
 {
-    HAK_COUNT(tiny_fallbacks, 1);
-    HAK_PROBE(tiny_fallback, reason, class_index < HAK_NUM_TINY_CLASSES ? hak_class_band(class_index) : 8, size);
+    if (class_index < HAK_NUM_TINY_CLASSES) {
+        HAK_COUNT(tiny_fallbacks, 1);
+        HAK_PROBE(tiny_fallback, reason, hak_class_band(class_index), size);
+    } else {
+        HAK_COUNT(mid_fallbacks, 1);
+        HAK_PROBE(pool_fallback, HAK_PT_MID, reason, size, HAK_PT_LARGE);
+    }
     if (class_index < HAK_NUM_TINY_CLASSES && reason != HAK_FALLBACK_REENTRANT && reason != HAK_FALLBACK_EXITED) {
         struct hak_tc_bin *bin = &hak_tc_bins[FIRST_MID_CLASS];
         void *p = bin->head;
@@ -761,7 +867,7 @@ static void trim_idle_classes(struct hak_heap *heap)
         if (!hak_tc_bins[c].head && !cs->mag_count && !heap->quick[c].count && !cs->empty)
             continue;
         uint32_t returned = class_trim(heap, c);
-        HAK_PROBE(tiny_spill, c, returned, HAK_SPILL_IDLE);
+        probe_spill(c, returned, HAK_SPILL_IDLE);
     }
 }
 
@@ -805,8 +911,7 @@ static void *refill_sll(struct hak_heap *heap, unsigned class_index, int *reason
         if (!got)
             return NULL;
     }
-    HAK_COUNT(tiny_refills, 1);
-    HAK_PROBE(tiny_refill, class_index, got, source);
+    probe_refill(class_index, got, source);
     /* Nested calls may have used the SLL meanwhile: append, do not overwrite. */
     *(void **)tail = bin->head;
     bin->head = *(void **)head;
@@ -826,8 +931,7 @@ static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reaso
             uint32_t got = slabs_take(heap, class_index, class_refill[class_index], &tail, &head, reason, &source);
             if (!got)
                 return NULL;
-            HAK_COUNT(tiny_refills, 1);
-            HAK_PROBE(tiny_refill, class_index, got, source);
+            probe_refill(class_index, got, source);
             for (void *b = head; b; b = *(void **)b)
                 cs->mag[cs->mag_count++] = b;
         }
@@ -844,8 +948,7 @@ static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reaso
             uint32_t got = slabs_take(heap, class_index, QUICK_SLOTS, &tail, &head, reason, &source);
             if (!got)
                 return NULL;
-            HAK_COUNT(tiny_refills, 1);
-            HAK_PROBE(tiny_refill, class_index, got, source);
+            probe_refill(class_index, got, source);
             for (void *b = head; b; b = *(void **)b)
                 q->item[q->count++] = b;
         }
@@ -878,6 +981,8 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     struct hak_heap *heap = hak_my_heap;
     int reason = HAK_FALLBACK_MMAP;
     tc_busy = 1;
+    if (ring.count)
+        ring_flush();
     struct class_state *cs = &heap->cls[class_index];
     cs->last_epoch = ++heap->epoch;
     cs->spills_since_miss = 0;
@@ -918,7 +1023,7 @@ static void spill_sll(struct hak_heap *heap, unsigned class_index)
         spill = *(void **)block;
         magazine_push(heap, class_index, block);
     }
-    HAK_PROBE(tiny_spill, class_index, spilled, HAK_SPILL_MAGAZINE);
+    probe_spill(class_index, spilled, HAK_SPILL_MAGAZINE);
 }
 
 static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
@@ -940,7 +1045,7 @@ static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
             cs->draining = 1;
             uint32_t returned = class_trim(heap, class_index);
             bin->room = 0; /* every free of the class comes here */
-            HAK_PROBE(tiny_spill, class_index, returned, HAK_SPILL_IDLE);
+            probe_spill(class_index, returned, HAK_SPILL_IDLE);
         }
         break;
     }
@@ -984,6 +1089,12 @@ HAK_NOINLINE void hak_small_free_slow(void *p)
         tc_busy = 0;
         if (adopted)
             return;
+    }
+    if (ring_enabled && class_index >= HAK_NUM_TINY_CLASSES && !tc_busy) {
+        tc_busy = 1;
+        ring_push(p);
+        tc_busy = 0;
+        return;
     }
     remote_free(slab, p, class_index);
 }
@@ -1048,6 +1159,11 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
 
 void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes)
 {
+    if (ring.count && !tc_busy) {
+        tc_busy = 1;
+        ring_flush();
+        tc_busy = 0;
+    }
     struct hak_heap *heap = hak_my_heap;
     if (blocks)
         *blocks = 0;

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import bpftrace_run, build_program, check_ok, check_subtest_list, needs_root, run_subtest, ROOT
 
-ENV = {"HAKMEM_TINY_SS_MAX_MB": "2", "HAKMEM_TINY_DECAY_MS": "0", "HAKMEM_BIGCACHE_MAX_MB": "4",
+ENV = {"HAKMEM_TINY_SS_MAX_MB": "2", "HAKMEM_TINY_DECAY_MS": "0", "HAKMEM_BIGCACHE_MAX_MB": "16",
+       "HAKMEM_CAP_LARGE": "40", "HAKMEM_WMAX_LARGE": "256K",
        "HAKMEM_BIGCACHE_DECAY_MS": "100", "HAKMEM_THP": "sideways", "HAKMEM_TINY_MAGCAP": "1",
        "HAKMEM_QUIET": "1"}
 
@@ -32,7 +33,10 @@ def test_every_probe_fires():
     program = "".join(f'usdt:{{lib}}:hakmem:{n} {{{{ @n[pid, "{n}"] = count(); }}}}\n' for n in names)
     program += ("usdt:{lib}:hakmem:tiny_fallback {{ @fallback[pid, arg0, arg1] = count(); }}\n"
                 "usdt:{lib}:hakmem:ss_tier {{ if (arg3 > 1000 || arg1 > 1 || arg2 > 1) {{ @tier_bad[pid] = count(); }} }}\n"
-                "usdt:{lib}:hakmem:tiny_refill {{ if (arg0 > 40 || arg1 == 0 || arg2 > 4) {{ @refill_bad[pid] = count(); }} }}\n")
+                "usdt:{lib}:hakmem:tiny_refill {{ if (arg0 > 40 || arg1 == 0 || arg2 > 4) {{ @refill_bad[pid] = count(); }} }}\n"
+                "usdt:{lib}:hakmem:pool_refill {{ if (arg0 < 2 || arg0 > 3 || arg1 > 19 || arg2 == 0) {{ @pool_bad[pid] = count(); }} }}\n"
+                "usdt:{lib}:hakmem:pool_fallback {{ @pool_fallback[pid, arg0, arg1] = count(); }}\n"
+                "usdt:{lib}:hakmem:decay_tick {{ if (arg0 > 4 || arg1 == 0) {{ @decay_bad[pid] = count(); }} }}\n")
     proc, pid, trace = bpftrace_run(program, [build_program("probe_driver"), "all"], env=ENV, timeout=60)
     check_ok(proc)
     seen = {n: int(c) for p, n, c in re.findall(r'^@n\[(\d+), (\w+)\]: (\d+)$', trace, re.M) if int(p) == pid}
@@ -41,5 +45,9 @@ def test_every_probe_fires():
     reasons = {(int(r), int(b)) for p, r, b in re.findall(r"^@fallback\[(\d+), (\d+), (\d+)\]: \d+$", trace, re.M)
                if int(p) == pid}
     assert any(r == 0 and b <= 7 for r, b in reasons), f"no cap fallback of a Tiny band: {reasons}"
-    assert any(r == 1 for r, b in reasons), f"no mmap-failure fallback: {reasons}"
-    assert f"@tier_bad[{pid}]" not in trace and f"@refill_bad[{pid}]" not in trace, trace[-3000:]
+    for bad in ("tier_bad", "refill_bad", "pool_bad", "decay_bad"):
+        assert f"@{bad}[{pid}]" not in trace, trace[-3000:]
+    pool = {(int(t), int(r)) for p, t, r in re.findall(r"^@pool_fallback\[(\d+), (\d+), (\d+)\]: \d+$", trace, re.M)
+            if int(p) == pid}
+    assert (3, 0) in pool, f"no HAKMEM_CAP_LARGE fallback of the L25 pool: {pool}"
+    assert (2, 1) in pool, f"no mmap-failure fallback of a Mid class: {pool}"

@@ -57,7 +57,7 @@ static void t_workload(void)
         }
     }
     for (int i = 0; i < 200; i++) { /* Large: cached, reused, evicted */
-        void *p = malloc(40000 + (size_t)(i % 7) * 50000);
+        void *p = malloc(1100000 + (size_t)(i % 7) * 300000);
         memset(p, 2, 64);
         free(p);
     }
@@ -75,7 +75,7 @@ static void t_workload(void)
         "truth os_map=%llu os_unmap=%llu os_purge=%llu purged_bytes=%llu tiny_refill=%llu tiny_spill_slabs=%llu "
         "tiny_fallback=%llu tiny_adopt=%llu tiny_abandon=%llu thread_exit=%llu large_cache_hit=%llu "
         "large_cache_miss=%llu\n",
-        (unsigned long long)s.os_map_calls, (unsigned long long)s.os_unmap_calls, (unsigned long long)s.os_purge_calls,
+        (unsigned long long)s.os_map_calls, (unsigned long long)s.os_unmap_calls, (unsigned long long)s.os_purge_events,
         (unsigned long long)s.purged_bytes, (unsigned long long)s.tiny_refills, (unsigned long long)s.tiny_spills,
         (unsigned long long)s.tiny_fallbacks, (unsigned long long)s.tiny_adopted, (unsigned long long)s.tiny_abandoned,
         (unsigned long long)s.threads_exited, (unsigned long long)s.bigcache_hits,

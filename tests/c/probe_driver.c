@@ -4,7 +4,9 @@
  * variable): Tiny refills and spills, remote frees and drains, abandon and
  * adopt, SuperSlab map, carve, release, tier change and unmap, purge and
  * reuse, the cap and mmap-failure fallbacks, Large map, remap, unmap, cache
- * hit, miss, eviction and decay, a failed mmap and an out-of-memory NULL. */
+ * hit, miss, eviction and decay, L25 chunk map and unmap, pool refill,
+ * spill and fallback, decay ticks, a failed mmap and an out-of-memory
+ * NULL. */
 #include "check.h"
 #include "hk_api.h"
 
@@ -73,24 +75,39 @@ static void t_all(void)
     for (int i = 0; i < 4000; i++)
         free(blocks[i]);
 
-    /* Large: map, cache hit, eviction over the 4 MiB cap, a block too big
+    /* L25: chunks mapped, refills in bundles, a thread cache spilling past
+     * HAKMEM_WMAX_LARGE, the HAKMEM_CAP_LARGE fallback, decay, and chunks
+     * unmapped by malloc_trim. */
+    void *mid[48];
+    int got = 0;
+    for (int i = 0; i < 48; i++)
+        if ((mid[i] = malloc(40000 + (size_t)(i % 5) * 100000)) != NULL)
+            got++;
+    CHECK(got == 48, "L25 blocks: %d of 48", got);
+    for (int i = 0; i < 48; i++)
+        free(mid[i]);
+    usleep(200 * 1000); /* past HAKMEM_TINY_DECAY_MS=0: the next call purges */
+    free(malloc(50000));
+    malloc_trim(0);
+
+    /* Large: map, cache hit, eviction over the 16 MiB cap, a block too big
      * to cache (unmapped), mremap, decay. */
-    void *big[8];
-    for (int i = 0; i < 8; i++)
-        big[i] = malloc(600000);
-    for (int i = 0; i < 8; i++)
+    void *big[12];
+    for (int i = 0; i < 12; i++)
+        big[i] = malloc(1500000);
+    for (int i = 0; i < 12; i++)
         free(big[i]);
-    void *again = malloc(600000);
+    void *again = malloc(1500000);
     free(again);
-    void *huge = malloc(3 << 20);
+    void *huge = malloc(6 << 20);
     free(huge);
-    char *grow = malloc(100000);
+    char *grow = malloc(1200000);
     REQUIRE(grow, "malloc");
     grow = realloc(grow, 5 << 20);
     REQUIRE(grow, "realloc");
     free(grow);
     usleep(200 * 1000); /* past HAKMEM_BIGCACHE_DECAY_MS */
-    free(malloc(700000));
+    free(malloc(1700000));
 
     /* The address space runs out: a SuperSlab for a 1-32 KiB class cannot
      * be mapped (fallback reason 1), then neither can the Large block. */
@@ -116,6 +133,9 @@ static void t_all(void)
         keep[kept++] = p;
     }
     CHECK(nulls == 1, "%d blocks of 20000 B under RLIMIT_AS + 1 MiB and no NULL", kept);
+    void *l25_big = malloc(500000);
+    CHECK(l25_big != NULL || errno == ENOMEM, "an L25 block under a tight RLIMIT_AS: errno %d", errno);
+    free(l25_big);
     void *too_big = malloc(64 << 20);
     CHECK(too_big == NULL && errno == ENOMEM, "64 MiB under a tight RLIMIT_AS: %p errno %d", too_big, errno);
     REQUIRE(setrlimit(RLIMIT_AS, &old) == 0, "setrlimit restore");
