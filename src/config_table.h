@@ -83,8 +83,8 @@
     X(TINY_SS_RESERVE, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                           \
       "Map HAKMEM_TINY_SS_MIN_MB of SuperSlabs at start-up.")                                        \
     X(TINY_DECAY_MS, HAK_T_INT, "1000", 0, 3600000, NULL, "now",                                     \
-      "New in hakmem: a free slab's pages are purged once it has been free this long (sooner past 1 MiB + 1/8 of the "\
-      "slab memory in use of such pages, or at malloc_trim); 0 purges at release.")                 \
+      "New in hakmem: a free slab's pages are purged once it has been free this long (sooner past 1 MiB + 1/8 of the " \
+      "slab memory in use of such pages, or at malloc_trim); 0 purges at release.")                  \
     X(TINY_TRIM_SS, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                              \
       "Unmap empty SuperSlabs. Default 1 (the seed had 0): an empty SuperSlab held forever is the 9 GB RSS failure.") \
     X(TINY_SS_PARTIAL, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                           \
@@ -96,7 +96,7 @@
       "Remote frees queued on a full slab that make its owner drain them at its next check, "        \
       "before it runs out of blocks.")                                                               \
     X(TINY_REMOTE_DRAIN_TRYRATE, HAK_T_INT, "16", 1, 65536, NULL, "now",                             \
-      "The owner checks for slabs past the threshold on 1 in N misses of its thread cache.")        \
+      "The owner checks for slabs past the threshold on 1 in N misses of its thread cache.")         \
     /* 5. Statistics and profiling */                                                                \
     X(TINY_STAT_RATE_LG, HAK_T_INT, "0", 0, 30, NULL, HAK_W_OBS,                                     \
       "STATS=1 builds: count 1 in 2^N fast-path events (0 = every event).")                          \
@@ -149,28 +149,28 @@
     X(SS_TIER_UP_THRESHOLD, HAK_T_DOUBLE, "0.50", 0, 1, NULL, "now",                                 \
       "Utilisation at or above which a DRAINING SuperSlab returns to HOT (must exceed DOWN).")       \
     /* 11. Memory efficiency */                                                                      \
-    X(TINY_RSS_BUDGET_KB, HAK_T_INT, "", 1, 2147483647, NULL, HAK_W_POOL,                            \
+    X(TINY_RSS_BUDGET_KB, HAK_T_INT, "", 1, 2147483647, NULL, "now",                                 \
       "Resident budget (KiB); above it caches shrink and free memory is purged. Unset = none.")      \
     X(TINY_INT_TIGHT, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_ADAPT, "Bias INT toward memory reduction.") \
-    X(TINY_DIET_STEP, HAK_T_INT, "16", 1, 4096, NULL, HAK_W_POOL,                                    \
+    X(TINY_DIET_STEP, HAK_T_INT, "16", 1, 4096, NULL, "now",                                         \
       "Cache-capacity reduction per diet step when over budget.")                                    \
-    HAK_PER_CLASS(X, TINY_CAP_FLOOR, HAK_T_INT, "", 0, 65536, HAK_W_POOL,                            \
-      "Floor under which the diet never shrinks this class's cache")                                 \
+    HAK_PER_CLASS(X, TINY_CAP_FLOOR, HAK_T_INT, "", 0, 65536, "now",                                 \
+      "Floor under which the diet never shrinks this class's cache (unset = 1)")                     \
     X(TINY_MEM_DIET, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                             \
-      "Trade speed for footprint: small thread caches, no empty slab kept, smaller BigCache.")       \
+      "Trade speed for footprint: half-size thread caches, no empty slab kept, purge at once.")      \
     X(TINY_SPILL_HYST, HAK_T_INT, "0", 0, 65536, NULL, "now",                                        \
       "Extra blocks a thread cache may hold past capacity before it spills.")                        \
     /* 12. Learning and pools */                                                                     \
     X(LEARN, HAK_T_BOOL, "", 0, 1, NULL, HAK_W_ADAPT,                                                \
       "Learner thread on/off; unset = on only in HAKMEM_MODE=learning or research.")                 \
-    X(WMAX_MID, HAK_T_SIZE, "256K", 4096, 1099511627776, NULL, HAK_W_POOL,                           \
-      "Mid-pool working-set maximum (bytes; K/M/G suffixes).")                                       \
-    X(WMAX_LARGE, HAK_T_SIZE, "2M", 4096, 1099511627776, NULL, HAK_W_POOL,                           \
-      "L25 working-set maximum (bytes; K/M/G suffixes).")                                            \
-    X(CAP_MID, HAK_T_INT, "", 0, 2147483647, NULL, HAK_W_POOL,                                       \
-      "Mid-pool capacity (blocks); 0 disables the tier, unset = unlimited.")                         \
-    X(CAP_LARGE, HAK_T_INT, "", 0, 2147483647, NULL, HAK_W_POOL,                                     \
-      "L25-pool capacity (blocks); 0 disables the tier, unset = unlimited.")                         \
+    X(WMAX_MID, HAK_T_SIZE, "256K", 4096, 1099511627776, NULL, "now",                                \
+      "Mid pool: bytes a thread caches per 1-32 KiB class (SLL and magazine together; K/M/G).")      \
+    X(WMAX_LARGE, HAK_T_SIZE, "2M", 4096, 1099511627776, NULL, "now",                                \
+      "L25 pool: bytes of freed 32 KiB-1 MiB blocks a thread caches (K/M/G suffixes).")              \
+    X(CAP_MID, HAK_T_INT, "", 0, 2147483647, NULL, "now",                                            \
+      "Mid-pool capacity (blocks of slab room); past it the Large tier serves; 0 = off.")            \
+    X(CAP_LARGE, HAK_T_INT, "", 0, 2147483647, NULL, "now",                                          \
+      "L25-pool capacity (blocks out); past it the Large tier serves; 0 = off.")                     \
     X(WMAX_LEARN, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_ADAPT, "Learn WMAX from the hit rate.")         \
     X(WMAX_CANDIDATES_MID, HAK_T_LIST, "128,256,512,1024", 1, 1048576, NULL, HAK_W_ADAPT,            \
       "Candidate Mid WMAX values (KiB, comma-separated).")                                           \
@@ -191,16 +191,16 @@
     X(THP_ADOPT_PCT, HAK_T_DOUBLE, "0.015", 0, 1, NULL, HAK_W_ADAPT,                                 \
       "Improvement needed to switch THP policy (fraction).")                                         \
     /* 14. L2/L25 pools */                                                                           \
-    X(WRAP_L2, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_POOL, "Allow the Mid pool in re-entered calls.")   \
-    X(WRAP_L25, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_POOL, "Allow the L25 pool in re-entered calls.")  \
-    X(POOL_TLS_FREE, HAK_T_BOOL, "1", 0, 1, NULL, HAK_W_POOL, "Per-thread free lists for the Mid pool.") \
-    X(POOL_TLS_RING, HAK_T_BOOL, "1", 0, 1, NULL, HAK_W_POOL,                                        \
+    X(WRAP_L2, HAK_T_BOOL, "0", 0, 1, NULL, "no-op", "Accepted, no effect: re-entered calls always go to the Large tier.") \
+    X(WRAP_L25, HAK_T_BOOL, "0", 0, 1, NULL, "no-op", "Accepted, no effect: re-entered calls always go to the Large tier.") \
+    X(POOL_TLS_FREE, HAK_T_BOOL, "1", 0, 1, NULL, "now", "Per-thread free lists for the Mid pool.")  \
+    X(POOL_TLS_RING, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                             \
       "TLS ring batching returns from other threads to the Mid pool.")                               \
-    X(POOL_MIN_BUNDLE, HAK_T_INT, "4", 1, 1024, NULL, HAK_W_POOL, "Minimum Mid-pool refill bundle.") \
-    X(L25_MIN_BUNDLE, HAK_T_INT, "4", 1, 1024, NULL, HAK_W_POOL, "Minimum L25 refill bundle.")       \
-    X(L25_DZ, HAK_T_LIST, "64,256", 1, 1048576, NULL, HAK_W_POOL, "L25 size-zone bounds (KiB).")     \
-    X(L25_RUN_BLOCKS, HAK_T_INT, "16", 1, 4096, NULL, HAK_W_POOL, "Blocks per L25 run.")             \
-    X(L25_RUN_FACTOR, HAK_T_INT, "2", 1, 64, NULL, HAK_W_POOL, "L25 run growth factor.")            \
+    X(POOL_MIN_BUNDLE, HAK_T_INT, "4", 1, 1024, NULL, "now", "Minimum Mid-pool refill bundle.")      \
+    X(L25_MIN_BUNDLE, HAK_T_INT, "4", 1, 1024, NULL, "now", "Blocks per L25 refill (extra ones to the thread cache).") \
+    X(L25_DZ, HAK_T_LIST, "64,256", 1, 1048576, NULL, "now", "L25 size zones (KiB) for the growth step.") \
+    X(L25_RUN_BLOCKS, HAK_T_INT, "16", 1, 4096, NULL, "now", "L25 growth: room for this many blocks.") \
+    X(L25_RUN_FACTOR, HAK_T_INT, "2", 1, 64, NULL, "now", "L25 growth: this many times fewer per zone.") \
     /* Large tier (new in hakmem: the seed had no BigCache knobs) */                                 \
     X(BIGCACHE_MAX_MB, HAK_T_INT, "64", 0, 1048576, NULL, "now",                                     \
       "Bytes (MiB) of freed Large mappings kept for reuse; 0 disables the BigCache. "                \

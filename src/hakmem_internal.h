@@ -143,6 +143,13 @@ size_t hak_small_usable(const void *p);
 bool hak_small_is_live(const void *p);
 void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes);
 size_t hak_small_trim(void);
+long hak_small_diet(uint32_t step, bool up);
+/* budget.c: HAKMEM_TINY_RSS_BUDGET_KB, checked from the slow paths. */
+void hak_budget_init(void);
+void hak_budget_check(uint32_t now_ms);
+/* Decay ticks of every tier and the budget check, rate-limited; call with
+ * no hakmem lock held. */
+void hak_maintenance(void);
 void hak_small_lock_all(void);
 void hak_small_unlock_all(void);
 void hak_small_reset_after_fork(void);
@@ -158,6 +165,7 @@ void *hak_large_realloc(void *p, size_t size);
 size_t hak_large_usable(const void *p);
 bool hak_large_owns(const void *p);
 size_t hak_large_trim(void);
+void hak_large_decay(void);
 void hak_large_lock_all(void);
 void hak_large_unlock_all(void);
 void hak_large_reset_after_fork(void);

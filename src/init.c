@@ -150,6 +150,7 @@ void hak_init_slow(void)
         hak_config_load();
         hak_small_init();
         hak_l25_init();
+        hak_budget_init();
         hak_large_init();
         thread_key_ready = pthread_key_create(&thread_key, thread_exit) == 0;
         pthread_atfork(fork_prepare, fork_parent, fork_child);

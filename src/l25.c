@@ -85,6 +85,11 @@ struct l25_tcache {
 };
 
 static HAK_TLS struct l25_tcache l25_tc;
+/* Set while the thread is inside the pool (its cache or lock): a malloc
+ * re-entering from a signal handler goes to the Large tier, a free waits
+ * on `deferred` (linked through the blocks) until the next pool call. */
+static HAK_TLS uint8_t l25_busy;
+static HAK_TLS void *deferred;
 
 static pthread_mutex_t l25_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Free spans by length in pages; bin_mask bit n: bins[n] is not empty. */
@@ -526,7 +531,37 @@ static void tcache_spill_locked(struct l25_tcache *tc, uint32_t n, uint32_t now)
     tc->count -= n;
 }
 
+static void l25_free_locked_out(void *p);
+
+static void drain_deferred(void)
+{
+    while (deferred) {
+        void *p = deferred;
+        deferred = *(void **)p;
+        l25_free_locked_out(p);
+    }
+}
+
+static void *l25_alloc(size_t size);
+
 void *hak_l25_alloc(size_t size)
+{
+    if (l25_busy) {
+        HAK_COUNT(l25_fallbacks, 1);
+        HAK_PROBE(pool_fallback, HAK_PT_L25, HAK_FALLBACK_REENTRANT, size, HAK_PT_LARGE);
+        return NULL;
+    }
+    l25_busy = 1;
+    if (HAK_UNLIKELY(deferred != NULL))
+        drain_deferred();
+    void *p = l25_alloc(size);
+    l25_busy = 0;
+    if (p)
+        hak_maintenance();
+    return p;
+}
+
+static void *l25_alloc(size_t size)
 {
     if (!enabled) {
         HAK_COUNT(l25_fallbacks, 1);
@@ -595,6 +630,21 @@ void *hak_l25_alloc(size_t size)
 
 void hak_l25_free(void *p)
 {
+    if (l25_busy) {
+        *(void **)p = deferred;
+        deferred = p;
+        return;
+    }
+    l25_busy = 1;
+    if (HAK_UNLIKELY(deferred != NULL))
+        drain_deferred();
+    l25_free_locked_out(p);
+    l25_busy = 0;
+    hak_maintenance();
+}
+
+static void l25_free_locked_out(void *p)
+{
     struct page_rec *rec = span_of(p);
     if (!rec || span_state(rec) != SPAN_LIVE) {
         hak_report_misuse("free(): pointer not allocated by hakmem, or freed twice", p);
@@ -653,6 +703,11 @@ bool hak_l25_is_live(const void *p)
 void hak_l25_thread_flush(bool exiting)
 {
     struct l25_tcache *tc = &l25_tc;
+    if (deferred && !l25_busy) {
+        l25_busy = 1;
+        drain_deferred();
+        l25_busy = 0;
+    }
     if (tc->count || tc->registered) {
         pthread_mutex_lock(&l25_lock);
         if (tc->count)
@@ -689,6 +744,16 @@ size_t hak_l25_trim(void)
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
     return released;
+}
+
+/* The RSS budget: every free page purged and every empty chunk unmapped
+ * (thread caches left alone). */
+void hak_l25_purge_all(void)
+{
+    pthread_mutex_lock(&l25_lock);
+    decay_locked(now_ms(), true);
+    publish_stats();
+    pthread_mutex_unlock(&l25_lock);
 }
 
 void hak_l25_lock_all(void)

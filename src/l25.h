@@ -26,7 +26,7 @@ bool hak_l25_is_live(const void *p);
 void hak_l25_thread_flush(bool exiting);
 void hak_l25_decay(void);
 size_t hak_l25_trim(void);
-size_t hak_l25_free_resident(void);
+void hak_l25_purge_all(void);
 void hak_l25_lock_all(void);
 void hak_l25_unlock_all(void);
 void hak_l25_reset_after_fork(void);

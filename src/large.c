@@ -157,6 +157,7 @@ static void unmap_block(void *p, size_t map_size, int reason)
 /* Drop cache entries idle past the decay time. Called with the lock held. */
 static void bigcache_decay(uint64_t now)
 {
+    size_t dropped = 0;
     for (size_t i = 0; i < bigcache_count;) {
         if (now - bigcache[i].stamp_ms >= bigcache_decay_ms) {
             struct cached_map victim = bigcache[i];
@@ -165,10 +166,24 @@ static void bigcache_decay(uint64_t now)
             HAK_UNCOUNT(bigcache_bytes, victim.map_size);
             HAK_PROBE(large_cache_evict, victim.map_size, HAK_UNMAP_DECAY);
             unmap_block(victim.addr, victim.map_size, HAK_UNMAP_DECAY);
+            dropped += victim.map_size;
         } else {
             i++;
         }
     }
+    if (dropped) {
+        HAK_COUNT(decay_purged_bytes, dropped);
+        HAK_PROBE(decay_tick, HAK_PT_LARGE, dropped, bigcache_bytes);
+    }
+}
+
+void hak_large_decay(void)
+{
+    if (!__atomic_load_n(&bigcache_count, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&large_lock);
+    bigcache_decay(now_ms());
+    pthread_mutex_unlock(&large_lock);
 }
 
 /* Best fit among cached mappings no more than 25 % larger than needed. */
@@ -192,9 +207,12 @@ static void *bigcache_take(size_t map_size, size_t align, size_t *got_size)
     return p;
 }
 
+/* Blocks the L25 pool would serve are not cached: a size is retained in
+ * one tier only (the L25 pool keeps its own free spans). Such blocks reach
+ * the Large tier only when the pool is capped, off, or out of memory. */
 static bool bigcache_put(void *p, size_t map_size, uint64_t now)
 {
-    if (map_size > bigcache_limit / 4)
+    if (map_size > bigcache_limit / 4 || map_size <= HAK_L25_MAX)
         return false;
     while (bigcache_count == BIGCACHE_ENTRIES || bigcache_bytes + map_size > bigcache_limit) {
         size_t oldest = 0;
@@ -263,6 +281,7 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
         return NULL;
     }
     pthread_mutex_unlock(&large_lock);
+    hak_maintenance();
     HAK_COUNT(large_live, 1);
     HAK_COUNT(large_live_bytes, map_size);
     if (zero && got_size)

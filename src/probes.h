@@ -42,6 +42,8 @@
     X(pool_fallback, 4)     \
     X(pool_ring_flush, 2)   \
     X(decay_tick, 3)        \
+    X(budget_exceeded, 2)   \
+    X(diet_step, 3)         \
     X(tiny_sll_miss, 2)     \
     X(tiny_refill, 3)       \
     X(tiny_spill, 3)        \

@@ -161,8 +161,13 @@ static void purge_slab_locked(struct hak_slab *slab)
  * dirty bytes exceed `limit`. */
 static void decay_locked(uint32_t now, size_t limit)
 {
+    size_t before = dirty_bytes;
     while (dirty.head && (dirty_bytes > limit || now - dirty.head->released_ms >= decay_ms))
         purge_slab_locked(dirty.head);
+    if (before != dirty_bytes) {
+        HAK_COUNT(decay_purged_bytes, before - dirty_bytes);
+        HAK_PROBE(decay_tick, HAK_PT_TINY, before - dirty_bytes, dirty_bytes);
+    }
 }
 
 void hak_ss_decay(void)

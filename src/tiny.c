@@ -116,6 +116,7 @@ struct hak_heap {
     struct hak_heap *live_next, *live_prev;
     struct hak_heap *next_free;
     long tid;
+    uint32_t diet_seen; /* diet_level its caches were last cut to */
 };
 
 struct central {
@@ -142,9 +143,17 @@ static struct hak_heap *free_heaps;
 static struct hak_heap *live_heaps;
 static size_t heap_bytes;
 
-/* Per-class parameters, fixed at initialisation from the configuration. */
+/* Per-class parameters, fixed at initialisation from the configuration;
+ * the magazine cap and SLL limit are cut while the RSS budget's diet is
+ * on (class_*_base keep the configured values, class_floor the floor of
+ * HAKMEM_TINY_CAP_FLOOR_C0..C7). */
 static uint32_t class_mag_cap[HAK_NUM_CLASSES];
 static uint32_t class_sll_limit[HAK_NUM_CLASSES];
+static uint32_t class_mag_base[HAK_NUM_CLASSES];
+static uint32_t class_sll_base[HAK_NUM_CLASSES];
+static uint32_t class_floor[HAK_NUM_CLASSES];
+static uint32_t class_refill_base[HAK_NUM_CLASSES];
+static _Atomic uint32_t diet_level;
 static uint32_t class_refill[HAK_NUM_CLASSES];
 static uint8_t class_front[HAK_NUM_CLASSES];
 /* Reason a Tiny class is routed to the next tier, or -1. */
@@ -218,6 +227,7 @@ static void configure_classes(void)
     bool pool_tls_free = hak_cfg_int(HAK_CFG_POOL_TLS_FREE);
     bool mid_enabled = !hak_cfg_is_set(HAK_CFG_CAP_MID) || hak_cfg_int(HAK_CFG_CAP_MID) != 0;
     ring_enabled = hak_cfg_int(HAK_CFG_POOL_TLS_RING) != 0;
+    bool mem_diet = hak_cfg_int(HAK_CFG_TINY_MEM_DIET);
 
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         pthread_mutex_init(&centrals[c].lock, NULL);
@@ -277,12 +287,24 @@ static void configure_classes(void)
             refill = sll_cap;
         if (refill > mag)
             refill = mag;
-        class_mag_cap[c] = mag;
-        class_refill[c] = refill ? refill : 1;
+        /* HAKMEM_TINY_MEM_DIET=1: half the caches (and no empty slab
+         * kept, pages purged at release: below and in superslab.c). */
+        if (mem_diet) {
+            mag = mag / 2 ? mag / 2 : 1;
+            sll_cap = sll_cap / 2 ? sll_cap / 2 : 1;
+            refill = refill / 2 ? refill / 2 : 1;
+        }
+        class_mag_cap[c] = class_mag_base[c] = mag;
+        class_refill[c] = class_refill_base[c] = refill ? refill : 1;
         class_front[c] = front;
         class_sll_limit[c] = front == FRONT_SLL && class_route_away[c] < 0
                                  ? sll_cap * keep_factor + (uint32_t)hak_cfg_int(HAK_CFG_TINY_SPILL_HYST)
                                  : 0;
+        class_sll_base[c] = class_sll_limit[c];
+        unsigned band = c < HAK_NUM_TINY_CLASSES ? hak_class_band(c) : 7;
+        long long floor =
+            hak_cfg_is_set(HAK_CFG_TINY_CAP_FLOOR_C0 + band) ? hak_cfg_int(HAK_CFG_TINY_CAP_FLOOR_C0 + band) : 1;
+        class_floor[c] = floor < 1 ? 1 : (uint32_t)floor;
     }
     remote_threshold = (uint32_t)hak_cfg_int(HAK_CFG_TINY_REMOTE_DRAIN_THRESHOLD);
     remote_tryrate = (uint32_t)hak_cfg_int(HAK_CFG_TINY_REMOTE_DRAIN_TRYRATE);
@@ -292,7 +314,7 @@ static void configure_classes(void)
 
     size_t bytes = sizeof(struct hak_heap);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-        bytes += (size_t)class_mag_cap[c] * sizeof(void *);
+        bytes += (size_t)class_mag_base[c] * sizeof(void *);
     heap_bytes = hak_align_up(bytes, HAK_PAGE);
 }
 
@@ -721,7 +743,7 @@ static struct hak_heap *heap_get(void)
         void **storage = (void **)(heap + 1);
         for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
             heap->cls[c].mag = storage;
-            storage += class_mag_cap[c];
+            storage += class_mag_base[c];
         }
     }
     heap->tid = (long)syscall(SYS_gettid);
@@ -759,6 +781,7 @@ static bool thread_start(void)
     tc_busy = 0;
     if (!heap)
         return false;
+    heap->diet_seen = atomic_load_explicit(&diet_level, memory_order_relaxed);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         hak_tc_bins[c].room = (int32_t)class_sll_limit[c];
     hak_my_heap = heap;
@@ -958,6 +981,8 @@ static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reaso
     }
 }
 
+static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exiting, uint64_t *blocks, uint64_t *bytes);
+
 HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
 {
     hak_ensure_init();
@@ -983,6 +1008,13 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     tc_busy = 1;
     if (ring.count)
         ring_flush();
+    uint32_t level = atomic_load_explicit(&diet_level, memory_order_relaxed);
+    if (HAK_UNLIKELY(heap->diet_seen != level)) {
+        /* The RSS budget changed the caps: the whole cache goes back and
+         * the bins restart under the new limits. */
+        heap->diet_seen = level;
+        flush_heap(heap, hak_tc_bins, false, NULL, NULL);
+    }
     struct class_state *cs = &heap->cls[class_index];
     cs->last_epoch = ++heap->epoch;
     cs->spills_since_miss = 0;
@@ -990,10 +1022,9 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         cs->draining = 0;
         bin->room = (int32_t)class_sll_limit[class_index];
     }
-    if (heap->epoch % IDLE_CHECK == 0) {
+    bool maintain = heap->epoch % IDLE_CHECK == 0;
+    if (maintain)
         trim_idle_classes(heap);
-        hak_ss_decay(); /* free slabs idle past HAKMEM_TINY_DECAY_MS */
-    }
     void *p = front_alloc(heap, class_index, &reason);
     bool sweep = sweep_interval && heap->refilled >= sweep_interval;
     if (sweep)
@@ -1001,6 +1032,8 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     tc_busy = 0;
     if (sweep)
         sweep_abandoned();
+    if (maintain)
+        hak_maintenance(); /* decay of every tier, the RSS budget */
     if (!p)
         return fall_back(class_index, size, reason);
     return p;
@@ -1229,6 +1262,40 @@ bool hak_small_is_live(const void *p)
 /* malloc_trim: this thread's caches and empty slabs, every abandoned slab
  * that emptied, then every empty SuperSlab. Other threads' caches are
  * theirs: they return on the thread's exit or its own trim. */
+/* The RSS budget's diet: every class's magazine cap and SLL limit `step`
+ * blocks lower per level (never under its floor); up == true relaxes one
+ * level. Threads apply it at their next slow-path allocation. Returns
+ * the blocks now cut per class, or -1 when nothing changed (every class
+ * at its floor, or no diet to relax). */
+long hak_small_diet(uint32_t step, bool up)
+{
+    uint32_t level = atomic_load_explicit(&diet_level, memory_order_relaxed);
+    if (up ? level == 0 : false)
+        return -1;
+    uint32_t next = up ? level - 1 : level + 1;
+    uint64_t cut = (uint64_t)next * step;
+    bool changed = up;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        uint32_t floor = class_floor[c];
+        uint32_t mag = class_mag_base[c] > floor + cut ? (uint32_t)(class_mag_base[c] - cut) : floor;
+        if (mag > class_mag_base[c])
+            mag = class_mag_base[c];
+        uint32_t sll = class_sll_base[c] > floor + cut ? (uint32_t)(class_sll_base[c] - cut) : floor;
+        if (sll > class_sll_base[c])
+            sll = class_sll_base[c];
+        if (mag != class_mag_cap[c] || (class_sll_base[c] && sll != class_sll_limit[c]))
+            changed = true;
+        __atomic_store_n(&class_mag_cap[c], mag, __ATOMIC_RELAXED);
+        if (class_sll_base[c])
+            __atomic_store_n(&class_sll_limit[c], sll, __ATOMIC_RELAXED);
+        __atomic_store_n(&class_refill[c], class_refill_base[c] < mag ? class_refill_base[c] : mag, __ATOMIC_RELAXED);
+    }
+    if (!changed)
+        return -1;
+    atomic_store_explicit(&diet_level, next, memory_order_relaxed);
+    return (long)cut;
+}
+
 size_t hak_small_trim(void)
 {
     hak_small_thread_flush(false, NULL, NULL);

@@ -8,7 +8,8 @@ import pytest
 from conftest import bpftrace_run, build_program, check_ok, check_subtest_list, needs_root, run_subtest, ROOT
 
 ENV = {"HAKMEM_TINY_SS_MAX_MB": "2", "HAKMEM_TINY_DECAY_MS": "0", "HAKMEM_BIGCACHE_MAX_MB": "16",
-       "HAKMEM_CAP_LARGE": "40", "HAKMEM_WMAX_LARGE": "256K",
+       "HAKMEM_CAP_LARGE": "40", "HAKMEM_WMAX_LARGE": "256K", "HAKMEM_TINY_RSS_BUDGET_KB": "2048",
+       "HAKMEM_TINY_DIET_STEP": "64",
        "HAKMEM_BIGCACHE_DECAY_MS": "100", "HAKMEM_THP": "sideways", "HAKMEM_TINY_MAGCAP": "1",
        "HAKMEM_QUIET": "1"}
 

@@ -1,0 +1,102 @@
+/* HAKMEM_TINY_RSS_BUDGET_KB: a bound on the allocator's resident memory.
+ *
+ * The slow paths call hak_budget_check(); at most every CHECK_MS it reads
+ * the resident estimate every tier keeps (mapped - purged: what the os_*
+ * probes add up to) and, over the budget:
+ *   1. purges every free page now (SuperSlab dirty slabs, L25 free spans,
+ *      the BigCache), as malloc_trim(0) would, minus the thread caches;
+ *   2. still over: a diet step cuts every class's thread-cache capacity by
+ *      HAKMEM_TINY_DIET_STEP blocks (never below HAKMEM_TINY_CAP_FLOOR_Cn);
+ *      each thread hands its cache back at its next slow-path allocation
+ *      (probe diet_step);
+ *   3. caches at their floors and still over: the budget cannot be met (the
+ *      live data is above it). Probe budget_exceeded, counter
+ *      budget_exceeded; allocation goes on.
+ * Under 3/4 of the budget, one diet level is relaxed per check. */
+#include <time.h>
+
+#include "config.h"
+#include "hakmem_internal.h"
+#include "l25.h"
+#include "probes.h"
+#include "superslab.h"
+
+#define CHECK_MS 10
+
+static size_t budget_bytes;
+static uint32_t diet_step;
+static _Atomic uint32_t last_check_ms;
+static _Atomic int checking;
+
+static uint32_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+void hak_budget_init(void)
+{
+    if (hak_cfg_is_set(HAK_CFG_TINY_RSS_BUDGET_KB))
+        budget_bytes = (size_t)hak_cfg_int(HAK_CFG_TINY_RSS_BUDGET_KB) * HAK_KiB;
+    diet_step = (uint32_t)hak_cfg_int(HAK_CFG_TINY_DIET_STEP);
+}
+
+static size_t resident_estimate(void)
+{
+    uint64_t mapped = atomic_load_explicit(&hak_counters.mapped_bytes, memory_order_relaxed);
+    uint64_t purged = atomic_load_explicit(&hak_counters.purged_bytes, memory_order_relaxed);
+    return mapped > purged ? (size_t)(mapped - purged) : 0;
+}
+
+/* Decay in every tier, from whichever tier's slow path runs: a program
+ * that stopped using one tier still gets that tier's free memory purged
+ * once it has been idle for the decay time. At most every DECAY_TICK_MS;
+ * called with no hakmem lock held. */
+#define DECAY_TICK_MS 50
+static _Atomic uint32_t last_decay_ms;
+
+void hak_maintenance(void)
+{
+    uint32_t now = now_ms();
+    uint32_t last = atomic_load_explicit(&last_decay_ms, memory_order_relaxed);
+    if (now - last >= DECAY_TICK_MS && atomic_compare_exchange_strong(&last_decay_ms, &last, now)) {
+        hak_ss_decay();
+        hak_l25_decay();
+        hak_large_decay();
+    }
+    if (budget_bytes)
+        hak_budget_check(now);
+}
+
+void hak_budget_check(uint32_t now)
+{
+    uint32_t last = atomic_load_explicit(&last_check_ms, memory_order_relaxed);
+    if (now - last < CHECK_MS || !atomic_compare_exchange_strong(&last_check_ms, &last, now))
+        return;
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&checking, &idle, 1))
+        return;
+    size_t resident = resident_estimate();
+    if (resident > budget_bytes) {
+        hak_ss_trim();
+        hak_l25_purge_all();
+        hak_large_trim();
+        resident = resident_estimate();
+    }
+    if (resident > budget_bytes) {
+        long cut = hak_small_diet(diet_step, false);
+        if (cut >= 0) {
+            HAK_COUNT(diet_steps, 1);
+            HAK_PROBE(diet_step, resident, budget_bytes, cut);
+        } else {
+            HAK_COUNT(budget_exceeded, 1);
+            HAK_PROBE(budget_exceeded, resident, budget_bytes);
+        }
+    } else if (resident < budget_bytes / 4 * 3) {
+        long cut = hak_small_diet(diet_step, true);
+        if (cut >= 0)
+            HAK_PROBE(diet_step, resident, budget_bytes, cut);
+    }
+    atomic_store_explicit(&checking, 0, memory_order_release);
+}
