@@ -1,0 +1,356 @@
+/* The Mid (1-32 KiB) and L25 (32 KiB - 1 MiB) pools, memory return and the
+ * RSS budget (tests/test_pools.py runs each subtest, some with HAKMEM_*
+ * settings of their own):
+ *   boundaries   every Mid and L25 class boundary: tier, usable size,
+ *                alignment, contents, in-place realloc within a class
+ *   l25_reuse    random L25 churn reuses its chunks (coalescing spans)
+ *   ring         frees of another thread's Mid blocks go back in batches
+ *                (HAKMEM_POOL_TLS_RING) and the owner takes them back
+ *   cap_large    HAKMEM_CAP_LARGE=8: the ninth L25 block is a Large one
+ *   cap_mid_off  HAKMEM_CAP_MID=0: Mid sizes are served by the Large tier
+ *   budget_low   a budget under the live data: reported, allocation goes on
+ *   budget_trims a budget over the live data: resident memory kept under it
+ *   idle_purge   freed memory leaves RSS after the decay time, at the next
+ *                call (HAKMEM_TINY_DECAY_MS=200)
+ *   trim         malloc_trim(0) returns it at once
+ *   tier_rss     the per-tier resident estimate (mapped - purged, what the
+ *                os_* probes add up to) against the measured RSS growth */
+#include "check.h"
+#include "hk_api.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1024)
+
+/* The pools' size classes: four per doubling. */
+static size_t class_ceiling(size_t size)
+{
+    size_t s = size - 1;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(s);
+    size_t quarter = (size_t)1 << (msb - 2);
+    return (s / quarter + 1) * quarter;
+}
+
+static size_t resident_estimate(const struct hakmem_stats *s)
+{
+    size_t total = 0;
+    for (int t = 0; t < 5; t++)
+        total += s->tier_mapped[t] > s->tier_purged[t] ? s->tier_mapped[t] - s->tier_purged[t] : 0;
+    return total;
+}
+
+static void check_block(size_t size)
+{
+    char *p = malloc(size);
+    REQUIRE(p, "malloc(%zu)", size);
+    fill_pattern(p, size, size);
+    if (hk_have_api()) {
+        int want = size <= 1024         ? HAKMEM_TIER_TINY
+                   : size <= 32 * KiB   ? HAKMEM_TIER_MID
+                   : size <= 1024 * KiB ? HAKMEM_TIER_L25
+                                        : HAKMEM_TIER_LARGE;
+        CHECK(hk_tier(p) == want, "%zu bytes: tier %s, want %s", size, hk_tier_name(hk_tier(p)), hk_tier_name(want));
+        size_t usable = malloc_usable_size(p);
+        if (size > 1024 && size <= 1024 * KiB)
+            CHECK(usable == class_ceiling(size), "%zu bytes: usable %zu, class %zu", size, usable, class_ceiling(size));
+        if (size > 32 * KiB && size <= 1024 * KiB) {
+            CHECK_ALIGNED(p, 4096);
+            /* Within its class, realloc keeps the block. */
+            char *q = realloc(p, usable);
+            CHECK(q == p, "realloc(%zu -> %zu) within the class moved the block", size, usable);
+            p = q;
+        }
+    }
+    CHECK_ALIGNED(p, 16);
+    CHECK(check_pattern(p, size, size) == -1, "%zu bytes: contents changed", size);
+    free(p);
+}
+
+static void t_boundaries(void)
+{
+    for (size_t c = 1280; c <= 1024 * KiB; c = class_ceiling(c + 1)) {
+        check_block(c - 1);
+        check_block(c);
+        check_block(c + 1);
+    }
+    check_block(1025);
+    check_block(32 * KiB + 1);
+    check_block(1024 * KiB + 1);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void t_l25_reuse(void)
+{
+    enum { LIVE = 64 };
+    void *live[LIVE] = {0};
+    size_t sizes[LIVE] = {0};
+    for (int i = 0; i < 20000; i++) {
+        int k = (int)(rng() % LIVE);
+        if (live[k]) {
+            CHECK(check_pattern(live[k], 64, sizes[k]) == -1, "L25 block %d overwritten", k);
+            free(live[k]);
+        }
+        sizes[k] = 32 * KiB + 1 + rng() % (992 * KiB);
+        live[k] = malloc(sizes[k]);
+        REQUIRE(live[k], "malloc(%zu)", sizes[k]);
+        fill_pattern(live[k], 64, sizes[k]);
+    }
+    struct hakmem_stats s = hk_stats();
+    /* 64 blocks of at most 1 MiB live: the chunks serving them are reused,
+     * not one per allocation (live bytes average 33 MiB, 2 MiB chunks). */
+    if (hk_have_api())
+        CHECK(s.l25_chunks <= 64, "%llu L25 chunks for 64 live blocks", (unsigned long long)s.l25_chunks);
+    for (int k = 0; k < LIVE; k++)
+        free(live[k]);
+}
+
+enum { RING_BLOCKS = 4096 };
+static void *ring_blocks[RING_BLOCKS];
+
+static void *free_them(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < RING_BLOCKS; i++)
+        free(ring_blocks[i]);
+    return NULL;
+}
+
+static void t_ring(void)
+{
+    for (int i = 0; i < RING_BLOCKS; i++) {
+        ring_blocks[i] = malloc(2000);
+        REQUIRE(ring_blocks[i], "malloc");
+        memset(ring_blocks[i], 7, 2000);
+    }
+    struct hakmem_stats before = hk_stats();
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, free_them, NULL) == 0, "pthread_create");
+    REQUIRE(pthread_join(t, NULL) == 0, "pthread_join");
+    /* The owner takes the blocks back as it allocates again. */
+    for (int i = 0; i < RING_BLOCKS; i++)
+        ring_blocks[i] = malloc(2000);
+    struct hakmem_stats after = hk_stats();
+    for (int i = 0; i < RING_BLOCKS; i++)
+        free(ring_blocks[i]);
+    unsigned long long flushes = after.mid_ring_flushes - before.mid_ring_flushes;
+    unsigned long long drained = after.tiny_remote_drained - before.tiny_remote_drained;
+    printf("ring flushes=%llu drained=%llu\n", flushes, drained);
+    if (hk_have_api())
+        CHECK(drained >= RING_BLOCKS / 2, "the owner took back %llu of %d remote frees", drained, RING_BLOCKS);
+}
+
+static void t_cap_large(void)
+{
+    void *blocks[12];
+    struct hakmem_stats before = hk_stats();
+    for (int i = 0; i < 12; i++) {
+        blocks[i] = malloc(100 * KiB);
+        REQUIRE(blocks[i], "malloc");
+        memset(blocks[i], i, 100 * KiB);
+        if (hk_have_api())
+            CHECK(hk_tier(blocks[i]) == (i < 8 ? HAKMEM_TIER_L25 : HAKMEM_TIER_LARGE), "block %d: tier %s", i,
+                  hk_tier_name(hk_tier(blocks[i])));
+    }
+    struct hakmem_stats after = hk_stats();
+    if (hk_have_api())
+        CHECK(after.l25_fallbacks - before.l25_fallbacks == 4, "%llu L25 fallbacks, want 4",
+              (unsigned long long)(after.l25_fallbacks - before.l25_fallbacks));
+    for (int i = 0; i < 12; i++)
+        free(blocks[i]);
+}
+
+static void t_cap_mid_off(void)
+{
+    void *p = malloc(3000);
+    REQUIRE(p, "malloc");
+    memset(p, 1, 3000);
+    if (hk_have_api()) {
+        CHECK(hk_tier(p) == HAKMEM_TIER_LARGE, "3000 B with HAKMEM_CAP_MID=0: tier %s", hk_tier_name(hk_tier(p)));
+        CHECK(hk_stats().mid_fallbacks >= 1, "no Mid fallback counted");
+    }
+    free(p);
+}
+
+/* Live blocks of 64 B - 256 KiB adding up to `bytes`, with contents. */
+static void **hold(size_t bytes, size_t *count)
+{
+    size_t n = 0, cap = 1 << 16, total = 0;
+    void **v = malloc(cap * sizeof *v);
+    REQUIRE(v, "malloc");
+    while (total < bytes && n < cap) {
+        size_t size = (size_t)64 << (rng() % 13);
+        v[n] = malloc(size);
+        REQUIRE(v[n], "malloc(%zu) under the budget", size);
+        fill_pattern(v[n], size < 256 ? size : 256, n);
+        total += size;
+        n++;
+    }
+    *count = n;
+    return v;
+}
+
+static void release(void **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void churn(int rounds)
+{
+    for (int r = 0; r < rounds; r++) {
+        void *tmp[64];
+        for (int i = 0; i < 64; i++)
+            tmp[i] = malloc((size_t)64 << (rng() % 13));
+        for (int i = 0; i < 64; i++)
+            free(tmp[i]);
+        if (r % 16 == 0)
+            usleep(1000);
+    }
+}
+
+static void t_budget_low(void)
+{
+    size_t n;
+    void **v = hold(32 * MiB, &n);
+    struct hakmem_stats s = hk_stats();
+    /* Diet steps every 10 ms at most until the caches reach their floors:
+     * up to a few hundred milliseconds of allocation. */
+    for (int round = 0; round < 300 && hk_have_api() && s.budget_exceeded == 0; round++) {
+        churn(64);
+        s = hk_stats();
+    }
+    if (hk_have_api())
+        CHECK(s.budget_exceeded > 0, "32 MiB live under a 4 MiB budget: never reported (%llu diet steps)",
+              (unsigned long long)s.diet_steps);
+    for (size_t i = 0; i < n; i++) /* the live data is intact */
+        CHECK(check_pattern(v[i], 64, i) == -1, "block %zu changed under the budget", i);
+    release(v, n);
+    printf("budget_low exceeded=%llu diet_steps=%llu\n", (unsigned long long)s.budget_exceeded,
+           (unsigned long long)s.diet_steps);
+}
+
+static void t_budget_trims(void)
+{
+    size_t n, m;
+    void **v = hold(16 * MiB, &n);
+    void **w = hold(48 * MiB, &m);
+    release(w, m);
+    churn(3000);
+    struct hakmem_stats s = hk_stats();
+    size_t resident = resident_estimate(&s);
+    printf("budget_trims resident=%zu diet_steps=%llu exceeded=%llu\n", resident, (unsigned long long)s.diet_steps,
+           (unsigned long long)s.budget_exceeded);
+    /* HAKMEM_TINY_RSS_BUDGET_KB=28672: 16 MiB live fits; what the 48 MiB
+     * freed left resident was purged (one check interval of slack). */
+    if (hk_have_api())
+        CHECK(resident <= 32 * MiB, "resident estimate %zu MiB over a 28 MiB budget", resident / MiB);
+    release(v, n);
+}
+
+static void fill_and_free(size_t bytes)
+{
+    size_t n;
+    void **v = hold(bytes, &n);
+    for (size_t i = 0; i < n; i++)
+        memset(v[i], 3, malloc_usable_size(v[i]));
+    release(v, n);
+}
+
+static void t_idle_purge(void)
+{
+    free(malloc(100));
+    size_t base = rss_bytes();
+    fill_and_free(64 * MiB);
+    size_t freed = rss_bytes();
+    usleep(400 * 1000); /* HAKMEM_TINY_DECAY_MS=200, HAKMEM_BIGCACHE_DECAY_MS=200 */
+    /* One call of each pool runs the decay of every tier. */
+    free(malloc(100 * KiB));
+    free(malloc(100 * KiB));
+    size_t after = rss_bytes();
+    printf("idle_purge base=%zu freed=%zu after=%zu\n", base / KiB, freed / KiB, after / KiB);
+    CHECK(after <= base + 12 * MiB, "RSS %zu MiB after the decay time, %zu MiB before the workload", after / MiB,
+          base / MiB);
+}
+
+static void t_trim(void)
+{
+    free(malloc(100));
+    size_t base = rss_bytes();
+    fill_and_free(64 * MiB);
+    size_t freed = rss_bytes();
+    malloc_trim(0);
+    size_t after = rss_bytes();
+    printf("trim base=%zu freed=%zu after=%zu\n", base / KiB, freed / KiB, after / KiB);
+    CHECK(after <= base + 8 * MiB, "RSS %zu MiB after malloc_trim, %zu MiB before the workload", after / MiB,
+          base / MiB);
+    if (hk_have_api())
+        CHECK(hk_stats().l25_free_resident == 0, "L25 free pages still resident after malloc_trim");
+}
+
+static void t_tier_rss(void)
+{
+    free(malloc(100));
+    struct hakmem_stats s0 = hk_stats();
+    size_t rss0 = rss_bytes();
+    size_t n;
+    void **v = hold(48 * MiB, &n);
+    void *large[4];
+    for (int i = 0; i < 4; i++) {
+        large[i] = malloc(4 * MiB);
+        REQUIRE(large[i], "malloc");
+    }
+    for (size_t i = 0; i < n; i++)
+        memset(v[i], 5, malloc_usable_size(v[i]));
+    for (int i = 0; i < 4; i++)
+        memset(large[i], 5, 4 * MiB);
+    for (size_t i = 0; i < n; i += 2) { /* half freed: some of it purged */
+        free(v[i]);
+        v[i] = NULL;
+    }
+    struct hakmem_stats s1 = hk_stats();
+    size_t rss1 = rss_bytes();
+    long long grew = (long long)rss1 - (long long)rss0;
+    long long estimate = (long long)resident_estimate(&s1) - (long long)resident_estimate(&s0);
+    printf("tier_rss rss_growth=%lld estimate_growth=%lld\n", grew, estimate);
+    if (hk_have_api()) {
+        long long slack = grew / 10 + 2 * (long long)MiB;
+        CHECK(estimate >= grew - 2 * (long long)MiB && estimate <= grew + slack,
+              "estimate grew %lld KiB, RSS %lld KiB (tolerance: -2 MiB, +10%% + 2 MiB)", estimate / 1024, grew / 1024);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+    for (int i = 0; i < 4; i++)
+        free(large[i]);
+    /* The final state, for the probes' sums (tests/test_pools.py). */
+    struct hakmem_stats s2 = hk_stats();
+    printf("tier_rss final");
+    for (int t = 0; t < 5; t++)
+        printf(" tier%d=%llu", t, (unsigned long long)(s2.tier_mapped[t] - s2.tier_purged[t]));
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct subtest tests[] = {
+        {"boundaries", t_boundaries},     {"l25_reuse", t_l25_reuse},     {"ring", t_ring},
+        {"cap_large", t_cap_large},       {"cap_mid_off", t_cap_mid_off}, {"budget_low", t_budget_low},
+        {"budget_trims", t_budget_trims}, {"idle_purge", t_idle_purge},   {"trim", t_trim},
+        {"tier_rss", t_tier_rss},
+    };
+    return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}

@@ -1,0 +1,80 @@
+"""The Mid and L25 pools, memory return and the RSS budget
+(tests/c/pools.c): class boundaries, L25 chunk reuse, the TLS ring of
+cross-thread Mid frees, the capacity caps, a budget under the live data
+(reported, not fatal) and one over it (kept), purge after the decay time,
+malloc_trim, and the per-tier resident estimate against the measured RSS.
+With root, bpftrace checks that the os_* probes add up, tier by tier, to
+the same resident estimate as hakmem's counters, and sees the ring flush."""
+import re
+
+import pytest
+
+from conftest import bpftrace_run, build_program, check_ok, check_subtest_list, needs_root, run_subtest
+
+PROGRAM = "pools"
+SUBTESTS = {
+    "boundaries": {},
+    "l25_reuse": {},
+    "ring": {},
+    "ring_off": {"HAKMEM_POOL_TLS_RING": "0"},
+    "cap_large": {"HAKMEM_CAP_LARGE": "8", "HAKMEM_WMAX_LARGE": "4096"},
+    "cap_mid_off": {"HAKMEM_CAP_MID": "0"},
+    "budget_low": {"HAKMEM_TINY_RSS_BUDGET_KB": "4096"},
+    "budget_trims": {"HAKMEM_TINY_RSS_BUDGET_KB": "28672"},
+    "idle_purge": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200"},
+    "trim": {},
+    "tier_rss": {},
+}
+
+
+def subtest_of(name):
+    return "ring" if name == "ring_off" else name
+
+
+def test_pools_subtest_list():
+    check_subtest_list(PROGRAM, sorted({subtest_of(n) for n in SUBTESTS}, key=list(SUBTESTS).index))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", list(SUBTESTS))
+def test_pools(name):
+    proc = run_subtest(PROGRAM, subtest_of(name), env=SUBTESTS[name], timeout=100)
+    if name.startswith("ring") and "flushes=" in proc.stdout:
+        flushes = int(re.search(r"flushes=(\d+)", proc.stdout).group(1))
+        if name == "ring":
+            assert flushes >= 4096 // 32, proc.stdout  # one per 32 blocks at most
+        else:
+            assert flushes == 0, proc.stdout
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_probes_add_up_to_the_resident_estimate():
+    """os_map - os_unmap - os_purge + os_reuse per tier, from bpftrace, equals
+    hakmem's own tier_mapped - tier_purged at the end of tier_rss."""
+    program = ("usdt:{lib}:hakmem:os_map {{ @res[pid, arg1] = sum((int64)arg0); }}\n"
+               "usdt:{lib}:hakmem:os_unmap {{ @res[pid, arg1] = sum((int64)0 - (int64)arg0); }}\n"
+               "usdt:{lib}:hakmem:os_purge {{ @res[pid, arg1] = sum((int64)0 - (int64)arg0); }}\n"
+               "usdt:{lib}:hakmem:os_reuse {{ @res[pid, arg1] = sum((int64)arg0); }}\n"
+               "usdt:{lib}:hakmem:large_remap {{ @res[pid, 4] = sum((int64)arg1 - (int64)arg0); }}\n")
+    proc, pid, trace = bpftrace_run(program, [build_program(PROGRAM), "tier_rss"], timeout=60)
+    check_ok(proc)
+    final = re.search(r"^tier_rss final (.*)$", proc.stdout, re.M)
+    assert final, proc.stdout
+    counters = {int(t): int(v) for t, v in re.findall(r"tier(\d)=(\d+)", final.group(1))}
+    assert len(counters) == 5, proc.stdout
+    probes = {int(t): int(v) for p, t, v in re.findall(r"^@res\[(\d+), (\d+)\]: (-?\d+)$", trace, re.M)
+              if int(p) == pid}
+    for tier, value in counters.items():
+        assert probes.get(tier, 0) == value, f"tier {tier}: probes {probes.get(tier, 0)}, counters {value}\n{trace}"
+    assert counters[1] > 0 and counters[4] > 0, proc.stdout
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_ring_flush_probe():
+    program = "usdt:{lib}:hakmem:pool_ring_flush {{ @blocks[pid] = sum(arg0); @flushes[pid] = count(); }}\n"
+    proc, pid, trace = bpftrace_run(program, [build_program(PROGRAM), "ring"], timeout=60)
+    check_ok(proc)
+    blocks = re.search(rf"^@blocks\[{pid}\]: (\d+)$", trace, re.M)
+    assert blocks and int(blocks.group(1)) == 4096, trace
