@@ -164,7 +164,7 @@
     X(LEARN, HAK_T_BOOL, "", 0, 1, NULL, HAK_W_ADAPT,                                                \
       "Learner thread on/off; unset = on only in HAKMEM_MODE=learning or research.")                 \
     X(WMAX_MID, HAK_T_SIZE, "256K", 4096, 1099511627776, NULL, "now",                                \
-      "Mid pool: bytes a thread caches per 1-32 KiB class (SLL and magazine together; K/M/G).")      \
+      "Mid pool: bytes of a 1-32 KiB class in a thread's magazine, as many in its SLL (K/M/G).")      \
     X(WMAX_LARGE, HAK_T_SIZE, "2M", 4096, 1099511627776, NULL, "now",                                \
       "L25 pool: bytes of freed 32 KiB-1 MiB blocks a thread caches (K/M/G suffixes).")              \
     X(CAP_MID, HAK_T_INT, "", 0, 2147483647, NULL, "now",                                            \
@@ -206,7 +206,9 @@
       "Bytes (MiB) of freed Large mappings kept for reuse; 0 disables the BigCache. "                \
       "A block above a quarter of it is never cached.")                                              \
     X(BIGCACHE_DECAY_MS, HAK_T_INT, "1000", 0, 3600000, NULL, "now",                                 \
-      "A cached Large mapping unused this long is unmapped at the next Large operation.")            \
+      "A cached Large mapping unused this long is unmapped (by the decay thread or the next call).")            \
+    X(DECAY_THREAD, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                               \
+      "Purge idle free memory from a background thread (new in hakmem): 0 = only from allocation calls.") \
     /* 15. Debugging */                                                                              \
     X(VERBOSE, HAK_T_INT, "0", 0, 3, NULL, "now",                                                    \
       "1: effective configuration at start and a per-tier summary at exit; 2-3: more detail.")       \

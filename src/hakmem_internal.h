@@ -150,6 +150,7 @@ void hak_budget_check(uint32_t now_ms);
 /* Decay ticks of every tier and the budget check, rate-limited; call with
  * no hakmem lock held. */
 void hak_maintenance(void);
+void hak_decay_thread_after_fork(void);
 void hak_small_lock_all(void);
 void hak_small_unlock_all(void);
 void hak_small_reset_after_fork(void);

@@ -113,6 +113,7 @@ static void fork_child(void)
     hak_large_reset_after_fork();
     hak_l25_reset_after_fork();
     hak_small_reset_after_fork();
+    hak_decay_thread_after_fork();
     hak_counters.threads_live = 1;
 }
 

@@ -724,7 +724,8 @@ void hak_l25_thread_flush(bool exiting)
 void hak_l25_decay(void)
 {
     uint32_t now = now_ms();
-    if (!mapped_chunks || now - atomic_load_explicit(&last_tick_ms, memory_order_relaxed) < 50)
+    if (!__atomic_load_n(&mapped_chunks, __ATOMIC_RELAXED) ||
+        now - atomic_load_explicit(&last_tick_ms, memory_order_relaxed) < 50)
         return;
     pthread_mutex_lock(&l25_lock);
     maybe_tick(now);

@@ -22,13 +22,16 @@ SUBTESTS = {
     "budget_low": {"HAKMEM_TINY_RSS_BUDGET_KB": "4096"},
     "budget_trims": {"HAKMEM_TINY_RSS_BUDGET_KB": "28672"},
     "idle_purge": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200"},
+    "idle_quiet": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200"},
+    "idle_quiet_nothread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200",
+                            "HAKMEM_DECAY_THREAD": "0"},
     "trim": {},
     "tier_rss": {},
 }
 
 
 def subtest_of(name):
-    return "ring" if name == "ring_off" else name
+    return {"ring_off": "ring", "idle_quiet_nothread": "idle_quiet"}.get(name, name)
 
 
 def test_pools_subtest_list():

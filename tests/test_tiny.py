@@ -30,6 +30,10 @@ def test_class_map_every_size():
 # per 200 mallocs). A band routed away is served by the first 1-32 KiB class
 # (tier MID) and every malloc of it counts one tiny_fallback.
 TINY, AWAY = ("TINY", 0), ("MID", 200)
+# Tests that count every allocation or event of a thread run without the
+# decay thread: its creation (pthread_create allocates, from whichever
+# thread first reaches a slow path) would be counted too.
+EXACT = {"HAKMEM_DECAY_THREAD": "0"}
 ROUTES = {
     "conservative": ({"HAKMEM_TINY_PROFILE": "conservative"}, {16: TINY, 600: TINY, 1000: TINY}),
     "full": ({"HAKMEM_TINY_PROFILE": "full"}, {16: TINY, 600: TINY, 1000: TINY}),
@@ -45,7 +49,7 @@ ROUTES = {
 @pytest.mark.parametrize("config", list(ROUTES))
 def test_routing_profiles(config):
     env, expected = ROUTES[config]
-    proc = run_subtest(PROGRAM, "routing", env=env, timeout=30)
+    proc = run_subtest(PROGRAM, "routing", env={**env, **EXACT}, timeout=30)
     if GLIBC_MODE:
         return
     seen = {int(s): (t, int(f)) for s, t, f in
@@ -201,7 +205,8 @@ def test_cache_capacity_rules(config, size):
     limit, cap, refill = params[size]
     count, rounds = 300, 3
     env = {**env, "HKTEST_SIZE": str(size), "HKTEST_COUNT": str(count), "HKTEST_ROUNDS": str(rounds)}
-    proc, pid, trace = bpftrace_run(SPILL_PROGRAM, [build_program(PROGRAM), "spill"], env=env, timeout=30)
+    proc, pid, trace = bpftrace_run(SPILL_PROGRAM, [build_program(PROGRAM), "spill"], env={**env, **EXACT},
+                                    timeout=30)
     check_ok(proc)
     tid = int(re.search(r"^worker_tid=(\d+)$", proc.stdout, re.M).group(1))
     cls = classes_of(size)

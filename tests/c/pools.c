@@ -12,6 +12,7 @@
  *   budget_trims a budget over the live data: resident memory kept under it
  *   idle_purge   freed memory leaves RSS after the decay time, at the next
  *                call (HAKMEM_TINY_DECAY_MS=200)
+ *   idle_quiet   ... with no call at all: the decay thread purges it
  *   trim         malloc_trim(0) returns it at once
  *   tier_rss     the per-tier resident estimate (mapped - purged, what the
  *                os_* probes add up to) against the measured RSS growth */
@@ -286,6 +287,24 @@ static void t_idle_purge(void)
           base / MiB);
 }
 
+/* No allocation call after the frees: only the decay thread can purge. */
+static void t_idle_quiet(void)
+{
+    free(malloc(100));
+    size_t base = rss_bytes();
+    fill_and_free(64 * MiB);
+    size_t freed = rss_bytes();
+    usleep(800 * 1000); /* HAKMEM_TINY_DECAY_MS=200: the thread wakes every 100 ms */
+    size_t after = rss_bytes();
+    printf("idle_quiet base=%zu freed=%zu after=%zu\n", base / KiB, freed / KiB, after / KiB);
+    if (getenv("HAKMEM_DECAY_THREAD") && strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") == 0)
+        CHECK(after + MiB >= freed, "RSS fell from %zu to %zu KiB with no decay thread and no call", freed / KiB,
+              after / KiB);
+    else
+        CHECK(after <= base + 12 * MiB && (after < freed || freed <= base + 12 * MiB),
+              "RSS %zu MiB after an idle decay time, %zu MiB before the workload", after / MiB, base / MiB);
+}
+
 static void t_trim(void)
 {
     free(malloc(100));
@@ -347,9 +366,16 @@ static void t_tier_rss(void)
 int main(int argc, char **argv)
 {
     static const struct subtest tests[] = {
-        {"boundaries", t_boundaries},     {"l25_reuse", t_l25_reuse},     {"ring", t_ring},
-        {"cap_large", t_cap_large},       {"cap_mid_off", t_cap_mid_off}, {"budget_low", t_budget_low},
-        {"budget_trims", t_budget_trims}, {"idle_purge", t_idle_purge},   {"trim", t_trim},
+        {"boundaries", t_boundaries},
+        {"l25_reuse", t_l25_reuse},
+        {"ring", t_ring},
+        {"cap_large", t_cap_large},
+        {"cap_mid_off", t_cap_mid_off},
+        {"budget_low", t_budget_low},
+        {"budget_trims", t_budget_trims},
+        {"idle_purge", t_idle_purge},
+        {"idle_quiet", t_idle_quiet},
+        {"trim", t_trim},
         {"tier_rss", t_tier_rss},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
