@@ -370,6 +370,52 @@ def cell(groups, cfg, alloc, ref, key, fmt):
     return text + g.failure_note()
 
 
+# The pool issue's targets (README, "Benchmarks"): speed of the Mid and L25
+# workloads against the fastest peer, footprint of the fragmentation and
+# phase workloads against the leanest peer and against their live bytes.
+SPEED_TARGET_WORKLOADS = ("mixed_mid", "mixed_l25")
+RSS_TARGET_WORKLOADS = ("frag_stress", "phases")
+END_RSS_TARGET = 1.3  # end RSS / live bytes
+
+
+def targets_section(groups, cfgs, peers):
+    def med(cfg, a, key):
+        g = groups.get(cfg + (a,))
+        return g.median(key) if g and g.ok else None
+
+    rows = []
+    speed = [c for c in cfgs if c[0] in SPEED_TARGET_WORKLOADS]
+    if speed:
+        best = None
+        for a in peers:
+            gm = geomean([med(c, "hakmem", "seconds") / med(c, a, "seconds")
+                          for c in speed if med(c, "hakmem", "seconds") and med(c, a, "seconds")])
+            if gm and (best is None or gm > best[1]):
+                best = (a, gm)
+        if best:
+            rows.append(["Mid + L25 time, geomean vs the fastest peer",
+                         f"{best[1]:.2f}x {best[0]}'s time", "<= 1.00x",
+                         "met" if best[1] <= 1.0 else "not met"])
+    for c in cfgs:
+        if c[0] not in RSS_TARGET_WORKLOADS:
+            continue
+        mine = med(c, "hakmem", "peak_rss_kb")
+        lows = [(med(c, a, "peak_rss_kb"), a) for a in peers if med(c, a, "peak_rss_kb")]
+        if mine and lows:
+            low, who = min(lows)
+            rows.append([f"{label(c)} peak RSS vs the leanest peer", f"{mine / low:.2f}x {who}'s",
+                         "<= 1.00x", "met" if mine <= low else "not met"])
+        end, live = med(c, "hakmem", "end_rss_kb"), med(c, "hakmem", "live_bytes")
+        if end and live:
+            r = end * 1024 / live
+            rows.append([f"{label(c)} end RSS / live bytes", f"{r:.2f}x", f"<= {END_RSS_TARGET}x",
+                         "met" if r <= END_RSS_TARGET else "not met"])
+    if not rows:
+        return []
+    return ["## Targets (Mid/L25 speed, fragmentation and phase footprint)", "",
+            md_table(["target", "hakmem", "goal", ""], rows), ""]
+
+
 def summarize(rows, allocs, ref, missing, meta, out_dir):
     groups = build_groups(rows)
     cfgs = configs_of(rows)
@@ -468,6 +514,9 @@ def summarize(rows, allocs, ref, missing, meta, out_dir):
             vals = [g.median(k) if k == "end_rss_kb" else g.median_extra(k) for k in keys]
             hrows.append([a] + ["n/a" if v is None else mib(v) for v in vals])
         md += [md_table(["allocator"] + [k.replace("_kb", "") for k in keys], hrows), ""]
+
+    if ref == "hakmem" and peers:
+        md += targets_section(groups, cfgs, peers)
 
     failed = [r for r in rows if r["status"] != "ok"]
     md += ["## Failed runs", ""]
