@@ -35,7 +35,38 @@ def subtest_of(name):
 
 
 def test_pools_subtest_list():
-    check_subtest_list(PROGRAM, sorted({subtest_of(n) for n in SUBTESTS}, key=list(SUBTESTS).index))
+    check_subtest_list(PROGRAM, sorted({subtest_of(n) for n in SUBTESTS}, key=list(SUBTESTS).index) + ["knobs"])
+
+
+def knobs(env):
+    proc = run_subtest(PROGRAM, "knobs", env=env, timeout=60)
+    m = re.search(r"^knobs (.*)$", proc.stdout, re.M)
+    if not m:  # glibc mode: no counters
+        pytest.skip("hakmem counters only")
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
+@pytest.mark.timeout(120)
+def test_pool_knobs_act():
+    """Each pool setting changes what the same workload does (4 rounds of
+    2000 x 16 KiB, then 64 x 40 KiB): bigger Mid bundles mean fewer
+    refills; a smaller Mid working set more; no Mid thread cache
+    (POOL_TLS_FREE=0) no refills at all; bigger L25 bundles fewer trips to
+    the pool; a bigger L25 growth step fewer, larger mappings."""
+    base = knobs({})
+    assert base["mid_refills"] > 0 and base["l25_refills"] > 0, base
+    bundle = knobs({"HAKMEM_POOL_MIN_BUNDLE": "64"})
+    assert bundle["mid_refills"] < base["mid_refills"], (base, bundle)
+    small = knobs({"HAKMEM_WMAX_MID": "32K"})
+    assert small["mid_refills"] > base["mid_refills"], (base, small)
+    direct = knobs({"HAKMEM_POOL_TLS_FREE": "0"})
+    assert direct["mid_refills"] == 0, direct
+    l25_bundle = knobs({"HAKMEM_L25_MIN_BUNDLE": "8"})
+    assert l25_bundle["l25_refills"] < base["l25_refills"], (base, l25_bundle)
+    l25_one = knobs({"HAKMEM_L25_MIN_BUNDLE": "1"})
+    assert l25_one["l25_refills"] == 64, l25_one
+    grow = knobs({"HAKMEM_L25_RUN_BLOCKS": "200"})
+    assert grow["l25_chunks"] > base["l25_chunks"], (base, grow)
 
 
 @pytest.mark.timeout(120)

@@ -14,6 +14,7 @@
  *                call (HAKMEM_TINY_DECAY_MS=200)
  *   idle_quiet   ... with no call at all: the decay thread purges it
  *   trim         malloc_trim(0) returns it at once
+ *   knobs        counters of a fixed workload, compared across settings
  *   tier_rss     the per-tier resident estimate (mapped - purged, what the
  *                os_* probes add up to) against the measured RSS growth */
 #include "check.h"
@@ -363,6 +364,38 @@ static void t_tier_rss(void)
     printf("\n");
 }
 
+/* Counters after a fixed Mid and L25 workload, for tests/test_pools.py to
+ * compare across HAKMEM_* settings. */
+static void t_knobs(void)
+{
+    enum { N = 2000 };
+    static void *blocks[N];
+    struct hakmem_stats s0 = hk_stats();
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < N; i++) {
+            blocks[i] = malloc(16 * KiB);
+            REQUIRE(blocks[i], "malloc");
+            memset(blocks[i], 1, 64);
+        }
+        for (int i = 0; i < N; i++)
+            free(blocks[i]);
+    }
+    size_t peak_chunks = 0;
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = malloc(40 * KiB);
+        REQUIRE(blocks[i], "malloc");
+        struct hakmem_stats s = hk_stats();
+        if (s.l25_chunks > peak_chunks)
+            peak_chunks = s.l25_chunks;
+    }
+    for (int i = 0; i < 64; i++)
+        free(blocks[i]);
+    struct hakmem_stats s1 = hk_stats();
+    printf("knobs mid_refills=%llu mid_spills=%llu l25_refills=%llu l25_chunks=%zu\n",
+           (unsigned long long)(s1.mid_refills - s0.mid_refills), (unsigned long long)(s1.mid_spills - s0.mid_spills),
+           (unsigned long long)(s1.l25_refills - s0.l25_refills), peak_chunks);
+}
+
 int main(int argc, char **argv)
 {
     static const struct subtest tests[] = {
@@ -377,6 +410,7 @@ int main(int argc, char **argv)
         {"idle_quiet", t_idle_quiet},
         {"trim", t_trim},
         {"tier_rss", t_tier_rss},
+        {"knobs", t_knobs},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
