@@ -48,26 +48,64 @@
 #define TC_SLOTS 16
 #define MAX_CHUNKS_PER_GROW 8
 
-enum span_state { PAGE_INTERIOR = 0, SPAN_FREE = 1, SPAN_LIVE = 2, SPAN_CACHED = 3 };
+enum span_state { SPAN_NONE = 0, SPAN_FREE = 1, SPAN_LIVE = 2, SPAN_CACHED = 3 };
 
 /* One per page of a chunk. A span's first record holds its state and, when
  * free, its bin links and free time; its first and last records hold its
- * length. */
+ * length. Records of other pages are stale: start_bits says which pages
+ * start a span. */
 struct page_rec {
     struct page_rec *next, *prev; /* free span: its bin's list */
     uint32_t freed_ms;            /* free span: when it was freed */
     uint16_t len;                 /* first and last page of a span */
     uint8_t state;                /* enum span_state, at a span's first page */
-    uint8_t purged;               /* this page is not resident */
 };
 
+#define CHUNK_WORDS (CHUNK_PAGES / 64)
+
+/* Bitmaps rather than per-page flags: taking or merging a span of up to 256
+ * pages touches a few words, not a record per page (bench mixed_l25 spent
+ * more time walking page records than tcmalloc spends per operation). */
 struct l25_chunk {
     uint64_t magic;
     struct l25_chunk *next, *prev; /* every chunk */
     uint32_t empty_ms;             /* when it last became empty */
     uint32_t is_empty;
+    uint32_t purged_count;             /* pages of purged_bits set */
+    uint64_t purged_bits[CHUNK_WORDS]; /* page not resident (free and purged, or never touched) */
+    uint64_t start_bits[CHUNK_WORDS];  /* page starts a span */
     struct page_rec page[CHUNK_PAGES];
 };
+
+/* Bits first .. first + n - 1 of a chunk bitmap. */
+static uint32_t bits_count(const uint64_t *bits, uint32_t first, uint32_t n)
+{
+    uint32_t count = 0;
+    while (n) {
+        uint32_t w = first / 64, b = first % 64, take = 64 - b < n ? 64 - b : n;
+        uint64_t mask = (take == 64 ? ~0ull : ((1ull << take) - 1)) << b;
+        count += (uint32_t)__builtin_popcountll(bits[w] & mask);
+        first += take;
+        n -= take;
+    }
+    return count;
+}
+
+static void bits_assign(uint64_t *bits, uint32_t first, uint32_t n, bool on)
+{
+    while (n) {
+        uint32_t w = first / 64, b = first % 64, take = 64 - b < n ? 64 - b : n;
+        uint64_t mask = (take == 64 ? ~0ull : ((1ull << take) - 1)) << b;
+        bits[w] = on ? bits[w] | mask : bits[w] & ~mask;
+        first += take;
+        n -= take;
+    }
+}
+
+static bool bit_test(const uint64_t *bits, uint32_t i)
+{
+    return (bits[i / 64] >> (i % 64)) & 1;
+}
 
 #define HEADER_PAGES ((sizeof(struct l25_chunk) + HAK_PAGE - 1) / HAK_PAGE)
 #define USABLE_PAGES (CHUNK_PAGES - HEADER_PAGES)
@@ -89,6 +127,10 @@ static HAK_TLS struct l25_tcache l25_tc;
  * re-entering from a signal handler goes to the Large tier, a free waits
  * on `deferred` (linked through the blocks) until the next pool call. */
 static HAK_TLS uint8_t l25_busy;
+/* Pool calls of the thread: the cross-tier maintenance (two clock reads)
+ * runs on every MAINTAIN_EVERY-th. */
+static HAK_TLS uint32_t l25_calls;
+#define MAINTAIN_EVERY 16
 static HAK_TLS void *deferred;
 
 static pthread_mutex_t l25_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -183,8 +225,7 @@ static struct page_rec *span_of(const void *p)
     uintptr_t off = (uintptr_t)p - (uintptr_t)chunk;
     if (chunk->magic != L25_MAGIC || off % HAK_PAGE || off / HAK_PAGE < HEADER_PAGES)
         return NULL;
-    struct page_rec *rec = &chunk->page[off / HAK_PAGE];
-    return rec->len ? rec : NULL;
+    return bit_test(chunk->start_bits, (uint32_t)(off / HAK_PAGE)) ? &chunk->page[off / HAK_PAGE] : NULL;
 }
 
 static uint8_t span_state(const struct page_rec *rec)
@@ -238,6 +279,7 @@ static struct page_rec *bin_find(unsigned pages)
 
 static void set_span(struct l25_chunk *chunk, uint32_t first, uint32_t len, uint8_t state)
 {
+    chunk->start_bits[first / 64] |= 1ull << (first % 64);
     chunk->page[first].len = (uint16_t)len;
     chunk->page[first + len - 1].len = (uint16_t)len;
     set_span_state(&chunk->page[first], state);
@@ -260,9 +302,7 @@ static void unmap_chunk(struct l25_chunk *chunk, int reason)
 {
     struct page_rec *span = &chunk->page[HEADER_PAGES];
     bin_remove(span);
-    size_t purged_pages = 0;
-    for (uint32_t i = HEADER_PAGES; i < CHUNK_PAGES; i++)
-        purged_pages += chunk->page[i].purged;
+    size_t purged_pages = chunk->purged_count;
     size_t resident = (USABLE_PAGES - purged_pages) * HAK_PAGE;
     dirty_bytes -= resident;
     /* The unmap covers the purged pages too: count them back first, so
@@ -299,8 +339,8 @@ static bool grow(unsigned c, int *reason)
         chunk->magic = L25_MAGIC;
         /* Untouched pages count as purged: taking them is reported as
          * reuse, so the probes' resident size counts no untouched page. */
-        for (uint32_t i = HEADER_PAGES; i < CHUNK_PAGES; i++)
-            chunk->page[i].purged = 1;
+        bits_assign(chunk->purged_bits, HEADER_PAGES, USABLE_PAGES, true);
+        chunk->purged_count = USABLE_PAGES;
         hak_os_purge_accounting(&chunk->page[HEADER_PAGES], USABLE_PAGES * HAK_PAGE, HAK_PT_L25);
         set_span(chunk, HEADER_PAGES, USABLE_PAGES, SPAN_FREE);
         chunk->page[HEADER_PAGES].freed_ms = now;
@@ -345,23 +385,13 @@ static struct page_rec *take_span(unsigned c, uint32_t pages, int *reason)
     }
     set_span(chunk, first, pages, SPAN_LIVE);
     /* Purged pages come back (reuse); the others were free and resident. */
-    size_t resident = 0;
-    for (uint32_t i = first; i < first + pages;) {
-        uint32_t j = i;
-        while (j < first + pages && chunk->page[j].purged == chunk->page[i].purged)
-            j++;
-        if (chunk->page[i].purged)
-            hak_os_unpurge((char *)chunk + (size_t)i * HAK_PAGE, (size_t)(j - i) * HAK_PAGE, HAK_PT_L25);
-        else
-            resident += (size_t)(j - i) * HAK_PAGE;
-        i = j;
+    uint32_t purged = chunk->purged_count ? bits_count(chunk->purged_bits, first, pages) : 0;
+    if (purged) {
+        hak_os_unpurge(rec_addr(rec), (size_t)purged * HAK_PAGE, HAK_PT_L25);
+        bits_assign(chunk->purged_bits, first, pages, false);
+        chunk->purged_count -= purged;
     }
-    for (uint32_t i = first; i < first + pages; i++) {
-        chunk->page[i].purged = 0;
-        if (i > first)
-            set_span_state(&chunk->page[i], PAGE_INTERIOR);
-    }
-    dirty_bytes -= resident;
+    dirty_bytes -= (size_t)(pages - purged) * HAK_PAGE;
     live_bytes += (size_t)pages * HAK_PAGE;
     live_blocks++;
     return rec;
@@ -373,14 +403,18 @@ static size_t purge_span(struct page_rec *rec)
     struct l25_chunk *chunk = chunk_of_rec(rec);
     uint32_t first = rec_index(rec), end = first + rec->len;
     size_t purged = 0;
+    if (bits_count(chunk->purged_bits, first, end - first) == end - first)
+        return 0;
     for (uint32_t i = first; i < end;) {
-        if (chunk->page[i].purged) {
+        if (bit_test(chunk->purged_bits, i)) {
             i++;
             continue;
         }
         uint32_t j = i;
-        while (j < end && !chunk->page[j].purged)
-            chunk->page[j++].purged = 1;
+        while (j < end && !bit_test(chunk->purged_bits, j))
+            j++;
+        bits_assign(chunk->purged_bits, i, j - i, true);
+        chunk->purged_count += j - i;
         hak_os_purge((char *)chunk + (size_t)i * HAK_PAGE, (size_t)(j - i) * HAK_PAGE, HAK_PT_L25);
         purged += (size_t)(j - i) * HAK_PAGE;
         i = j;
@@ -402,7 +436,8 @@ static void give_span(struct page_rec *rec, uint32_t now)
         uint32_t left = first - chunk->page[first - 1].len;
         if (span_state(&chunk->page[left]) == SPAN_FREE) {
             bin_remove(&chunk->page[left]);
-            set_span_state(&chunk->page[first], PAGE_INTERIOR);
+            set_span_state(&chunk->page[first], SPAN_NONE);
+            chunk->start_bits[first / 64] &= ~(1ull << (first % 64));
             len += first - left;
             first = left;
         }
@@ -410,7 +445,8 @@ static void give_span(struct page_rec *rec, uint32_t now)
     if (first + len < CHUNK_PAGES && span_state(&chunk->page[first + len]) == SPAN_FREE) {
         struct page_rec *right = &chunk->page[first + len];
         bin_remove(right);
-        set_span_state(right, PAGE_INTERIOR);
+        set_span_state(right, SPAN_NONE);
+        chunk->start_bits[(first + len) / 64] &= ~(1ull << ((first + len) % 64));
         len += right->len;
     }
     set_span(chunk, first, len, SPAN_FREE);
@@ -458,8 +494,7 @@ static void decay_locked(uint32_t now, bool all)
     for (struct l25_chunk *chunk = chunks, *next; chunk; chunk = next) {
         next = chunk->next;
         if (chunk->is_empty && (all || now - chunk->empty_ms >= decay_ms)) {
-            for (uint32_t i = HEADER_PAGES; i < CHUNK_PAGES; i++)
-                purged += chunk->page[i].purged ? 0 : HAK_PAGE;
+            purged += (size_t)(USABLE_PAGES - chunk->purged_count) * HAK_PAGE;
             unmap_chunk(chunk, all ? HAK_UNMAP_TRIM : HAK_UNMAP_DECAY);
         }
     }
@@ -556,7 +591,7 @@ void *hak_l25_alloc(size_t size)
         drain_deferred();
     void *p = l25_alloc(size);
     l25_busy = 0;
-    if (p)
+    if (p && ++l25_calls % MAINTAIN_EVERY == 0)
         hak_maintenance();
     return p;
 }
@@ -640,7 +675,8 @@ void hak_l25_free(void *p)
         drain_deferred();
     l25_free_locked_out(p);
     l25_busy = 0;
-    hak_maintenance();
+    if (++l25_calls % MAINTAIN_EVERY == 0)
+        hak_maintenance();
 }
 
 static void l25_free_locked_out(void *p)
