@@ -107,6 +107,22 @@ static bool bit_test(const uint64_t *bits, uint32_t i)
     return (bits[i / 64] >> (i % 64)) & 1;
 }
 
+/* start_bits are read without the pool lock (free, malloc_usable_size)
+ * while the lock holder edits other bits of the same word: relaxed atomic
+ * loads and stores (the writers hold the lock, so no read-modify-write is
+ * lost). A span's own bit does not change while its block is out. */
+static bool start_test(const struct l25_chunk *chunk, uint32_t i)
+{
+    return (__atomic_load_n(&chunk->start_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+static void start_assign(struct l25_chunk *chunk, uint32_t i, bool on)
+{
+    uint64_t *w = &chunk->start_bits[i / 64];
+    uint64_t bit = 1ull << (i % 64), old = __atomic_load_n(w, __ATOMIC_RELAXED);
+    __atomic_store_n(w, on ? old | bit : old & ~bit, __ATOMIC_RELAXED);
+}
+
 #define HEADER_PAGES ((sizeof(struct l25_chunk) + HAK_PAGE - 1) / HAK_PAGE)
 #define USABLE_PAGES (CHUNK_PAGES - HEADER_PAGES)
 
@@ -225,7 +241,7 @@ static struct page_rec *span_of(const void *p)
     uintptr_t off = (uintptr_t)p - (uintptr_t)chunk;
     if (chunk->magic != L25_MAGIC || off % HAK_PAGE || off / HAK_PAGE < HEADER_PAGES)
         return NULL;
-    return bit_test(chunk->start_bits, (uint32_t)(off / HAK_PAGE)) ? &chunk->page[off / HAK_PAGE] : NULL;
+    return start_test(chunk, (uint32_t)(off / HAK_PAGE)) ? &chunk->page[off / HAK_PAGE] : NULL;
 }
 
 static uint8_t span_state(const struct page_rec *rec)
@@ -279,7 +295,7 @@ static struct page_rec *bin_find(unsigned pages)
 
 static void set_span(struct l25_chunk *chunk, uint32_t first, uint32_t len, uint8_t state)
 {
-    chunk->start_bits[first / 64] |= 1ull << (first % 64);
+    start_assign(chunk, first, true);
     chunk->page[first].len = (uint16_t)len;
     chunk->page[first + len - 1].len = (uint16_t)len;
     set_span_state(&chunk->page[first], state);
@@ -437,7 +453,7 @@ static void give_span(struct page_rec *rec, uint32_t now)
         if (span_state(&chunk->page[left]) == SPAN_FREE) {
             bin_remove(&chunk->page[left]);
             set_span_state(&chunk->page[first], SPAN_NONE);
-            chunk->start_bits[first / 64] &= ~(1ull << (first % 64));
+            start_assign(chunk, first, false);
             len += first - left;
             first = left;
         }
@@ -446,7 +462,7 @@ static void give_span(struct page_rec *rec, uint32_t now)
         struct page_rec *right = &chunk->page[first + len];
         bin_remove(right);
         set_span_state(right, SPAN_NONE);
-        chunk->start_bits[(first + len) / 64] &= ~(1ull << ((first + len) % 64));
+        start_assign(chunk, first + len, false);
         len += right->len;
     }
     set_span(chunk, first, len, SPAN_FREE);
