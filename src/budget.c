@@ -14,6 +14,7 @@
  *      budget_exceeded; allocation goes on.
  * Under 3/4 of the budget, one diet level is relaxed per check. */
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include "config.h"
@@ -23,6 +24,7 @@
 #include "superslab.h"
 
 #define CHECK_MS 10
+#define UNMET_RETRY_MS 1000
 
 static size_t budget_bytes;
 static bool decay_thread_wanted;
@@ -30,6 +32,7 @@ static uint32_t decay_interval_ms;
 static uint32_t diet_step;
 static _Atomic uint32_t last_check_ms;
 static _Atomic int checking;
+static uint32_t unmet_since; /* when the budget was last found out of reach (under `checking`) */
 
 static uint32_t now_ms(void)
 {
@@ -99,18 +102,30 @@ static void start_decay_thread(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
+    /* Every signal blocked in the thread: the program's signals must reach
+     * its own threads, and a handler must never run while the decay thread
+     * holds a tier lock. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&thread, &attr, decay_thread_main, NULL) != 0)
         atomic_store(&decay_thread_state, 2);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
 }
 
 void hak_decay_thread_after_fork(void)
 {
     atomic_store(&decay_thread_state, 0);
+    atomic_store(&checking, 0);
 }
 
 void hak_maintenance(void)
 {
+    /* Re-entered from a signal handler (or a nested call) while this thread
+     * is inside a tier: its locks may be held here. */
+    if (hak_small_busy() || hak_l25_busy())
+        return;
     if (HAK_UNLIKELY(decay_thread_wanted && atomic_load_explicit(&decay_thread_state, memory_order_relaxed) == 0))
         start_decay_thread();
     uint32_t now = now_ms();
@@ -133,6 +148,16 @@ void hak_budget_check(uint32_t now)
     if (!atomic_compare_exchange_strong(&checking, &idle, 1))
         return;
     size_t resident = resident_estimate();
+    /* Once the budget has been found out of reach, purging everything at
+     * every check would only make the live program refault: the purge
+     * and diet wait UNMET_RETRY_MS before trying again. */
+    if (resident > budget_bytes && unmet_since && now - unmet_since < UNMET_RETRY_MS) {
+        HAK_COUNT(budget_exceeded, 1);
+        HAK_PROBE(budget_exceeded, resident, budget_bytes);
+        atomic_store_explicit(&checking, 0, memory_order_release);
+        return;
+    }
+    unmet_since = 0;
     if (resident > budget_bytes) {
         hak_ss_trim();
         hak_l25_purge_all();
@@ -147,6 +172,7 @@ void hak_budget_check(uint32_t now)
         } else {
             HAK_COUNT(budget_exceeded, 1);
             HAK_PROBE(budget_exceeded, resident, budget_bytes);
+            unmet_since = now ? now : 1;
         }
     } else if (resident < budget_bytes / 4 * 3) {
         long cut = hak_small_diet(diet_step, true);

@@ -144,6 +144,9 @@ bool hak_small_is_live(const void *p);
 void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes);
 size_t hak_small_trim(void);
 long hak_small_diet(uint32_t step, bool up);
+/* The thread is inside the Tiny/Mid slow path (a signal handler's malloc
+ * must not take tier locks then). */
+bool hak_small_busy(void);
 /* budget.c: HAKMEM_TINY_RSS_BUDGET_KB, checked from the slow paths. */
 void hak_budget_init(void);
 void hak_budget_check(uint32_t now_ms);

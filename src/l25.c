@@ -136,6 +136,7 @@ struct l25_tcache {
     bool exited;
     bool registered;
     struct l25_tcache *next, *prev; /* every thread's cache (fork child flush) */
+    uint8_t *busy;                  /* its thread's l25_busy */
 };
 
 static HAK_TLS struct l25_tcache l25_tc;
@@ -550,6 +551,7 @@ static void publish_stats(void)
 static void tcache_register(struct l25_tcache *tc)
 {
     tc->registered = true;
+    tc->busy = &l25_busy;
     tc->next = tcaches;
     tc->prev = NULL;
     if (tcaches)
@@ -594,6 +596,11 @@ static void drain_deferred(void)
 }
 
 static void *l25_alloc(size_t size);
+
+bool hak_l25_busy(void)
+{
+    return l25_busy != 0;
+}
 
 void *hak_l25_alloc(size_t size)
 {
@@ -649,8 +656,11 @@ static void *l25_alloc(size_t size)
     uint32_t pages = class_size[c] / HAK_PAGE;
     void *got[TC_SLOTS];
     uint32_t n = 0;
-    uint32_t now = now_ms();
     pthread_mutex_lock(&l25_lock);
+    /* The clock is read under the lock: free times and tick times stored
+     * under it then never run backwards (a later time stored first would
+     * make now - t wrap and purge spans freed a moment ago). */
+    uint32_t now = now_ms();
     for (; n < want; n++) {
         struct page_rec *rec = take_span(c, pages, &reason);
         if (!rec)
@@ -713,8 +723,8 @@ static void l25_free_locked_out(void *p)
         if (spill || !tc->registered) {
             if (!tc->registered)
                 hak_thread_register(); /* its exit flushes the cache */
-            uint32_t now = now_ms();
             pthread_mutex_lock(&l25_lock);
+            uint32_t now = now_ms();
             if (!tc->registered)
                 tcache_register(tc);
             if (spill) {
@@ -730,8 +740,8 @@ static void l25_free_locked_out(void *p)
         tc->bytes += bytes;
         return;
     }
-    uint32_t now = now_ms();
     pthread_mutex_lock(&l25_lock);
+    uint32_t now = now_ms();
     give_span(rec, now);
     maybe_tick(now);
     publish_stats();
@@ -755,11 +765,11 @@ bool hak_l25_is_live(const void *p)
 void hak_l25_thread_flush(bool exiting)
 {
     struct l25_tcache *tc = &l25_tc;
-    if (deferred && !l25_busy) {
-        l25_busy = 1;
+    if (l25_busy)
+        return; /* a signal handler inside the pool: the cache is mid-edit */
+    l25_busy = 1;
+    if (deferred)
         drain_deferred();
-        l25_busy = 0;
-    }
     if (tc->count || tc->registered) {
         pthread_mutex_lock(&l25_lock);
         if (tc->count)
@@ -771,31 +781,38 @@ void hak_l25_thread_flush(bool exiting)
     }
     if (exiting)
         tc->exited = true;
+    l25_busy = 0;
 }
 
 void hak_l25_decay(void)
 {
     uint32_t now = now_ms();
-    if (!__atomic_load_n(&mapped_chunks, __ATOMIC_RELAXED) ||
+    if (l25_busy || !__atomic_load_n(&mapped_chunks, __ATOMIC_RELAXED) ||
         now - atomic_load_explicit(&last_tick_ms, memory_order_relaxed) < 50)
         return;
+    l25_busy = 1;
     pthread_mutex_lock(&l25_lock);
-    maybe_tick(now);
+    maybe_tick(now_ms());
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
+    l25_busy = 0;
 }
 
 /* malloc_trim and the RSS budget: the calling thread's cache goes back,
  * every free page is purged and every empty chunk unmapped. */
 size_t hak_l25_trim(void)
 {
+    if (l25_busy)
+        return 0;
     hak_l25_thread_flush(false);
+    l25_busy = 1;
     pthread_mutex_lock(&l25_lock);
     size_t before = dirty_bytes;
     decay_locked(now_ms(), true);
     size_t released = before - dirty_bytes;
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
+    l25_busy = 0;
     return released;
 }
 
@@ -803,10 +820,14 @@ size_t hak_l25_trim(void)
  * (thread caches left alone). */
 void hak_l25_purge_all(void)
 {
+    if (l25_busy)
+        return;
+    l25_busy = 1;
     pthread_mutex_lock(&l25_lock);
     decay_locked(now_ms(), true);
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
+    l25_busy = 0;
 }
 
 void hak_l25_lock_all(void)
@@ -827,9 +848,24 @@ void hak_l25_reset_after_fork(void)
     uint32_t now = now_ms();
     for (struct l25_tcache *tc = tcaches, *next; tc; tc = next) {
         next = tc->next;
-        if (tc != &l25_tc) {
+        if (tc == &l25_tc)
+            continue;
+        /* A thread forked in the middle of a pool call may have left its
+         * cache half edited: its blocks are leaked in the child rather than
+         * trusted; the others are checked before going back. */
+        if (!*tc->busy) {
+            uint32_t kept = 0;
+            for (uint32_t k = 0; k < tc->count; k++) {
+                struct page_rec *rec = span_of(tc->block[k]);
+                if (rec && span_state(rec) == SPAN_CACHED) {
+                    tc->block[kept] = tc->block[k];
+                    tc->cls[kept] = tc->cls[k];
+                    kept++;
+                }
+            }
+            tc->count = kept;
             tcache_spill_locked(tc, tc->count, now);
-            tcache_unregister(tc);
         }
+        tcache_unregister(tc);
     }
 }

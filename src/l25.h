@@ -27,6 +27,8 @@ void hak_l25_thread_flush(bool exiting);
 void hak_l25_decay(void);
 size_t hak_l25_trim(void);
 void hak_l25_purge_all(void);
+/* The thread is inside the pool (a signal handler's malloc must not take its lock). */
+bool hak_l25_busy(void);
 void hak_l25_lock_all(void);
 void hak_l25_unlock_all(void);
 void hak_l25_reset_after_fork(void);

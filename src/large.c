@@ -351,9 +351,11 @@ void *hak_large_realloc(void *p, size_t size)
     pthread_mutex_unlock(&large_lock);
     if (new_map > old_map) {
         HAK_COUNT(mapped_bytes, new_map - old_map);
+        HAK_COUNT(tier_mapped[HAK_PT_LARGE], new_map - old_map);
         HAK_COUNT(large_live_bytes, new_map - old_map);
     } else {
         HAK_UNCOUNT(mapped_bytes, old_map - new_map);
+        HAK_UNCOUNT(tier_mapped[HAK_PT_LARGE], old_map - new_map);
         HAK_UNCOUNT(large_live_bytes, old_map - new_map);
     }
     HAK_PROBE(large_remap, old_map, new_map, q != p);

@@ -1064,19 +1064,24 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
 static void spill_sll(struct hak_heap *heap, unsigned class_index)
 {
     struct hak_tc_bin *bin = &hak_tc_bins[class_index];
-    uint32_t keep = class_sll_limit[class_index] / 2;
+    /* Every block past `keep` moves, counted as it goes: the RSS budget may
+     * have lowered the limit since `room` was last set, so the limit minus
+     * room is not the list's length. */
+    uint32_t limit = __atomic_load_n(&class_sll_limit[class_index], __ATOMIC_RELAXED);
+    uint32_t keep = limit / 2;
     void **cut = &bin->head;
     for (uint32_t k = 0; k < keep && *cut; k++)
         cut = (void **)*cut;
     void *spill = *cut;
     *cut = NULL;
-    uint32_t spilled = (uint32_t)((int32_t)class_sll_limit[class_index] - bin->room) - keep;
-    bin->room = (int32_t)(class_sll_limit[class_index] - keep);
-    for (uint32_t k = 0; k < spilled && spill; k++) {
+    uint32_t spilled = 0;
+    while (spill) {
         void *block = spill;
         spill = *(void **)block;
         magazine_push(heap, class_index, block);
+        spilled++;
     }
+    bin->room = (int32_t)(limit - keep);
     probe_spill(class_index, spilled, HAK_SPILL_MAGAZINE);
 }
 
@@ -1287,6 +1292,11 @@ bool hak_small_is_live(const void *p)
 /* malloc_trim: this thread's caches and empty slabs, every abandoned slab
  * that emptied, then every empty SuperSlab. Other threads' caches are
  * theirs: they return on the thread's exit or its own trim. */
+bool hak_small_busy(void)
+{
+    return tc_busy != 0;
+}
+
 /* The RSS budget's diet: every class's magazine cap and SLL limit `step`
  * blocks lower per level (never under its floor); up == true relaxes one
  * level. Threads apply it at their next slow-path allocation. Returns
