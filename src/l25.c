@@ -135,6 +135,7 @@ struct l25_tcache {
     size_t bytes;
     bool exited;
     bool registered;
+    uint8_t last_miss;              /* class + 1 of the last cache miss, 0 none */
     struct l25_tcache *next, *prev; /* every thread's cache (fork child flush) */
     uint8_t *busy;                  /* its thread's l25_busy */
 };
@@ -640,8 +641,15 @@ static void *l25_alloc(size_t size)
         return p;
     }
     /* A bundle: the block asked for plus what fits the thread's cache. */
+    /* A bundle only for a class that missed twice in a row: the extra
+     * blocks take cache room that freed blocks would otherwise use, so
+     * for a random mix of classes they only push those out (bench
+     * mixed_l25, callgrind: 43.9 M instructions with bundles of 4 on
+     * every miss, 35.9 M with none). */
     uint32_t want = 1;
-    if (!tc->exited && min_bundle > 1) {
+    bool streak = tc->last_miss == c + 1;
+    tc->last_miss = (uint8_t)(c + 1);
+    if (!tc->exited && min_bundle > 1 && streak) {
         size_t room = wmax_bytes > tc->bytes ? (wmax_bytes - tc->bytes) / class_size[c] : 0;
         uint32_t extra = min_bundle - 1;
         if (extra > room)
