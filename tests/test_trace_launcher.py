@@ -40,6 +40,23 @@ def test_trace_sees_the_first_allocation_and_passes_the_status(tmp_path, status)
 
 
 @needs_root
+@pytest.mark.timeout(120)
+def test_trace_runs_the_shipped_tier_flow_script():
+    """probes/tier_flow.bt has a BEGIN block of its own (bpftrace 0.17 takes
+    one BEGIN only): the launcher's marker goes inside it, and the totals
+    show the L25 pool mapping chunks for 100 KB buffers."""
+    have("bpftrace")
+    python = have("/usr/bin/python3.11")
+    build_tool()
+    proc = subprocess.run([HAKMEM, "trace", ROOT / "probes" / "tier_flow.bt", "--", python, "-c",
+                           "x = [bytearray(100000) for i in range(200)]"], capture_output=True, text=True,
+                          timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "tracing hakmem tier flow" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "@total[l25_chunk_map]:" in proc.stdout and "@resident_bytes[3]:" in proc.stdout, proc.stdout
+
+
+@needs_root
 @pytest.mark.timeout(60)
 def test_trace_refuses_a_process_without_hakmem(tmp_path):
     build_tool()

@@ -16,6 +16,7 @@
  * usdt:*:hakmem:NAME in the script (with -p, * is the process's libraries). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -69,7 +70,23 @@ static int process_maps_hakmem(pid_t pid)
     return found;
 }
 
-/* The user's script plus the READY clause, in a temporary file. */
+/* Where the script's own BEGIN block opens (just past its '{'), or NULL:
+ * bpftrace 0.17 accepts one BEGIN probe only, so the READY marker goes
+ * into the script's BEGIN when it has one. */
+static char *begin_block(char *text)
+{
+    for (char *p = strstr(text, "BEGIN"); p; p = strstr(p + 5, "BEGIN")) {
+        bool starts_line = p == text || p[-1] == '\n';
+        char *q = p + 5;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+            q++;
+        if (starts_line && *q == '{')
+            return q + 1;
+    }
+    return NULL;
+}
+
+/* The user's script plus the READY marker, in a temporary file. */
 static void write_script(const char *script, char *tmp, size_t len)
 {
     FILE *in = fopen(script, "r");
@@ -77,6 +94,22 @@ static void write_script(const char *script, char *tmp, size_t len)
         fprintf(stderr, "hakmem: cannot read %s: %s\n", script, strerror(errno));
         exit(2);
     }
+    size_t size = 0, cap = 8192;
+    char *text = malloc(cap + 1);
+    size_t n;
+    while (text && (n = fread(text + size, 1, cap - size, in)) > 0) {
+        size += n;
+        if (size == cap) {
+            cap *= 2;
+            text = realloc(text, cap + 1);
+        }
+    }
+    fclose(in);
+    if (!text) {
+        fprintf(stderr, "hakmem: out of memory reading %s\n", script);
+        exit(1);
+    }
+    text[size] = 0;
     snprintf(tmp, len, "/tmp/hakmem-trace-XXXXXX.bt");
     int fd = mkstemps(tmp, 3);
     if (fd < 0) {
@@ -84,12 +117,16 @@ static void write_script(const char *script, char *tmp, size_t len)
         exit(1);
     }
     FILE *out = fdopen(fd, "w");
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-        fwrite(buf, 1, n, out);
-    fprintf(out, "\nBEGIN { printf(\"%s\\n\"); }\n", READY_MARK);
-    fclose(in);
+    char *open_brace = begin_block(text);
+    if (open_brace) {
+        fwrite(text, 1, (size_t)(open_brace - text), out);
+        fprintf(out, " printf(\"%s\\n\"); ", READY_MARK);
+        fputs(open_brace, out);
+    } else {
+        fputs(text, out);
+        fprintf(out, "\nBEGIN { printf(\"%s\\n\"); }\n", READY_MARK);
+    }
+    free(text);
     fclose(out);
 }
 
