@@ -213,10 +213,15 @@
     X(VERBOSE, HAK_T_INT, "0", 0, 3, NULL, "now",                                                    \
       "1: effective configuration at start and a per-tier summary at exit; 2-3: more detail.")       \
     X(QUIET, HAK_T_BOOL, "0", 0, 1, NULL, "now", "Silence every warning (overrides VERBOSE).")       \
-    X(TIMING, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_OBS, "Track allocation latency.")                   \
-    X(HIST_SAMPLE, HAK_T_INT, "0", 0, 30, NULL, HAK_W_OBS, "Sample the size histogram at 1/2^N.")    \
-    X(PROF, HAK_T_BOOL, "0", 0, 1, NULL, HAK_W_OBS, "Profiling mode.")                               \
-    X(PROF_SAMPLE, HAK_T_INT, "0", 0, 1000000, NULL, HAK_W_OBS, "Profiling sample rate (1 in N).")   \
+    X(TIMING, HAK_T_BOOL, "0", 0, 1, NULL, "now", "Slow-path latency histograms (refill, pools, mmap), printed at exit.")                   \
+    X(HIST_SAMPLE, HAK_T_INT, "0", 0, 30, NULL, "now",                                               \
+      "Size histogram from one slow-path event in 2^(N-1), printed at exit; 0 = off.")    \
+    X(PROF, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                                      \
+      "Sampled-allocation profile at exit: bytes allocated and not freed, by tier and size.")                               \
+    X(PROF_SAMPLE, HAK_T_INT, "0", 0, 1000000, NULL, "no-op",                                        \
+      "Accepted, no effect: HAKMEM_SAMPLE_BYTES sets how often allocations are sampled.")                 \
+    X(SAMPLE_BYTES, HAK_T_SIZE, "512K", 4096, 1099511627776, NULL, "now",                              \
+      "Sampled allocations (probes sample_*, HAKMEM_PROF): one per this many bytes allocated (new in hakmem).")   \
     X(LOG_FILE, HAK_T_STRING, "", 0, 0, NULL, "now",                                                 \
       "Write hakmem's messages to this file (appended) instead of stderr.")                          \
     /* 16. Modes */                                                                                  \

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "l25.h"
+#include "observe.h"
 #include "probes.h"
 #include "tiny.h"
 
@@ -152,6 +153,7 @@ void hak_init_slow(void)
         hak_small_init();
         hak_l25_init();
         hak_budget_init();
+        hak_observe_init();
         hak_large_init();
         thread_key_ready = pthread_key_create(&thread_key, thread_exit) == 0;
         pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -178,6 +180,11 @@ __attribute__((constructor)) static void hak_constructor(void)
 
 __attribute__((destructor)) static void hak_destructor(void)
 {
-    if (atomic_load(&hak_init_state) == 2 && hak_cfg_int(HAK_CFG_VERBOSE) >= 1 && !hak_cfg_int(HAK_CFG_QUIET))
+    if (atomic_load(&hak_init_state) != 2)
+        return;
+    if (hak_cfg_int(HAK_CFG_VERBOSE) >= 1 && !hak_cfg_int(HAK_CFG_QUIET))
         hakmem_print_summary(hak_log_fd());
+    /* HAKMEM_PROF, _TIMING, _HIST_SAMPLE: asked for explicitly, so printed
+     * even under HAKMEM_QUIET (which silences warnings). */
+    hak_observe_report(hak_log_fd());
 }

@@ -40,6 +40,7 @@
 
 #include "config.h"
 #include "l25.h"
+#include "observe.h"
 #include "probes.h"
 #include "superslab.h"
 
@@ -59,6 +60,7 @@ struct page_rec {
     uint32_t freed_ms;            /* free span: when it was freed */
     uint16_t len;                 /* first and last page of a span */
     uint8_t state;                /* enum span_state, at a span's first page */
+    uint8_t sampled;              /* a live span: a sampled allocation (observe.c) */
 };
 
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
@@ -613,7 +615,14 @@ void *hak_l25_alloc(size_t size)
     l25_busy = 1;
     if (HAK_UNLIKELY(deferred != NULL))
         drain_deferred();
+    uint64_t t0 = hak_timing_start();
     void *p = l25_alloc(size);
+    hak_timing_stop(HAK_TIME_L25, t0);
+    if (p && HAK_UNLIKELY(hak_sampling_active()) && hak_sample_charge(size)) {
+        struct page_rec *rec = span_of(p);
+        rec->sampled = 1;
+        hak_sample_alloc(p, (size_t)rec->len * HAK_PAGE, HAK_PT_L25); /* the size its free reports */
+    }
     l25_busy = 0;
     if (p && ++l25_calls % MAINTAIN_EVERY == 0)
         hak_maintenance();
@@ -693,6 +702,7 @@ static void *l25_alloc(size_t size)
         tc->bytes += class_size[c];
     }
     HAK_COUNT(l25_refills, 1);
+    hak_hist(HAK_PT_L25, class_size[c], n);
     HAK_PROBE(pool_refill, HAK_PT_L25, c, n, HAK_REFILL_PARTIAL);
     return got[0];
 }
@@ -719,6 +729,10 @@ static void l25_free_locked_out(void *p)
     if (!rec || span_state(rec) != SPAN_LIVE) {
         hak_report_misuse("free(): pointer not allocated by hakmem, or freed twice", p);
         return;
+    }
+    if (HAK_UNLIKELY(rec->sampled)) {
+        rec->sampled = 0;
+        hak_sample_free(p, (size_t)rec->len * HAK_PAGE, HAK_PT_L25);
     }
     struct l25_tcache *tc = &l25_tc;
     size_t bytes = (size_t)rec->len * HAK_PAGE;

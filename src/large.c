@@ -16,12 +16,14 @@
 
 #include "config.h"
 #include "hakmem_internal.h"
+#include "observe.h"
 #include "probes.h"
 
 struct large_block {
     uintptr_t addr; /* 0 = empty slot, 1 = deleted */
     size_t map_size;
     size_t usable;
+    int sampled_tier; /* -1, or the tier a sampled allocation is reported as */
 };
 
 #define SLOT_EMPTY ((uintptr_t)0)
@@ -114,7 +116,7 @@ static bool registry_grow(void)
     return true;
 }
 
-static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable)
+static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable, int sampled_tier)
 {
     if ((registry_used + 1) * 4 > registry_slots * 3 && !registry_grow())
         return false;
@@ -124,7 +126,7 @@ static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable)
         i = (i + 1) & mask;
     if (registry[i].addr == SLOT_EMPTY)
         registry_used++;
-    registry[i] = (struct large_block){addr, map_size, usable};
+    registry[i] = (struct large_block){addr, map_size, usable, sampled_tier};
     registry_live++;
     return true;
 }
@@ -135,12 +137,18 @@ static void registry_delete(struct large_block *b)
     registry_live--;
 }
 
+/* HAKMEM_THP: probe large_thp says what was decided for each mapping
+ * (advice 0 MADV_NOHUGEPAGE, 1 MADV_HUGEPAGE, 2 none: too small). */
 static void apply_thp(void *p, size_t map_size)
 {
+    int advice = 2;
     if (thp_policy == HAK_THP_OFF)
-        hak_os_hugepage(p, map_size, false);
+        advice = 0;
     else if (map_size >= (thp_policy == HAK_THP_ON ? HAK_MiB : HUGE_PAGE))
-        hak_os_hugepage(p, map_size, true);
+        advice = 1;
+    if (advice != 2)
+        hak_os_hugepage(p, map_size, advice == 1);
+    HAK_PROBE(large_thp, map_size, thp_policy, advice);
 }
 
 static bool wants_huge_alignment(size_t map_size)
@@ -232,7 +240,19 @@ static bool bigcache_put(void *p, size_t map_size, uint64_t now)
     return true;
 }
 
+static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier);
+
 void *hak_large_alloc(size_t size, size_t align, bool zero)
+{
+    return large_alloc(size, align, zero, -1);
+}
+
+void *hak_large_alloc_sampled(size_t size, int tier)
+{
+    return large_alloc(size, HAK_MIN_ALIGN, false, tier);
+}
+
+static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier)
 {
     hak_ensure_init();
     if (size > PTRDIFF_MAX - HUGE_PAGE || align > PTRDIFF_MAX / 2) {
@@ -263,7 +283,9 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
         size_t map_align = align;
         if (wants_huge_alignment(map_size) && map_align < HUGE_PAGE)
             map_align = HUGE_PAGE;
+        uint64_t t0 = hak_timing_start();
         p = hak_os_map_aligned(map_size, map_align, HAK_PT_LARGE);
+        hak_timing_stop(HAK_TIME_LARGE_MAP, t0);
         if (!p) {
             HAK_PROBE(os_oom, size, align, HAK_PT_LARGE);
             errno = ENOMEM;
@@ -273,7 +295,9 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
         HAK_PROBE(large_map, size, map_size, align, wants_huge_alignment(map_size));
         pthread_mutex_lock(&large_lock);
     }
-    if (!registry_insert((uintptr_t)p, map_size, size)) {
+    if (sampled_tier < 0 && HAK_UNLIKELY(hak_sampling_active()) && hak_sample_charge(size))
+        sampled_tier = HAK_PT_LARGE;
+    if (!registry_insert((uintptr_t)p, map_size, size, sampled_tier)) {
         pthread_mutex_unlock(&large_lock);
         unmap_block(p, map_size, HAK_UNMAP_FREE);
         HAK_PROBE(os_oom, size, align, HAK_PT_LARGE);
@@ -281,6 +305,8 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
         return NULL;
     }
     pthread_mutex_unlock(&large_lock);
+    if (sampled_tier >= 0)
+        hak_sample_alloc(p, size, sampled_tier);
     hak_maintenance();
     HAK_COUNT(large_live, 1);
     HAK_COUNT(large_live_bytes, map_size);
@@ -299,11 +325,15 @@ void hak_large_free(void *p)
         return;
     }
     size_t map_size = b->map_size;
+    int sampled_tier = b->sampled_tier;
+    size_t usable = b->usable;
     registry_delete(b);
     HAK_UNCOUNT(large_live, 1);
     HAK_UNCOUNT(large_live_bytes, map_size);
     bool cached = bigcache_limit && bigcache_put(p, map_size, now_ms());
     pthread_mutex_unlock(&large_lock);
+    if (sampled_tier >= 0)
+        hak_sample_free(p, usable, sampled_tier);
     if (!cached)
         unmap_block(p, map_size, HAK_UNMAP_FREE);
 }
@@ -328,6 +358,7 @@ void *hak_large_realloc(void *p, size_t size)
     }
     size_t old_map = b->map_size;
     size_t old_usable = b->usable;
+    int sampled_tier = b->sampled_tier;
     if (new_map <= old_map && new_map >= old_map / 2) {
         b->usable = size;
         pthread_mutex_unlock(&large_lock);
@@ -339,7 +370,7 @@ void *hak_large_realloc(void *p, size_t size)
     void *q = mremap(p, old_map, new_map, MREMAP_MAYMOVE);
     pthread_mutex_lock(&large_lock);
     if (q == MAP_FAILED) {
-        registry_insert((uintptr_t)p, old_map, old_usable);
+        registry_insert((uintptr_t)p, old_map, old_usable, sampled_tier);
         pthread_mutex_unlock(&large_lock);
         HAK_PROBE(os_oom, size, 0, HAK_PT_LARGE);
         errno = ENOMEM;
@@ -347,7 +378,7 @@ void *hak_large_realloc(void *p, size_t size)
     }
     /* The registry slot was freed above, so re-inserting cannot need more
      * room than the table already has. */
-    registry_insert((uintptr_t)q, new_map, size);
+    registry_insert((uintptr_t)q, new_map, size, sampled_tier);
     pthread_mutex_unlock(&large_lock);
     if (new_map > old_map) {
         HAK_COUNT(mapped_bytes, new_map - old_map);

@@ -52,6 +52,9 @@
     X(tiny_remote_drain, 3) \
     X(tiny_abandon, 3)      \
     X(tiny_adopt, 3)        \
+    X(large_thp, 3)         \
+    X(sample_alloc, 4)      \
+    X(sample_free, 3)       \
     X(thread_init, 1)       \
     X(thread_exit, 3)
 

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "observe.h"
 #include "probes.h"
 #include "size_class.h"
 #include "superslab.h"
@@ -181,7 +182,9 @@ void hak_ss_decay(void)
 
 static struct hak_superslab *ss_map_new_locked(int *reason)
 {
+    uint64_t t0 = hak_timing_start();
     struct hak_superslab *ss = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE, HAK_PT_TINY);
+    hak_timing_stop(HAK_TIME_SS_MAP, t0);
     if (!ss) {
         *reason = HAK_FALLBACK_MMAP;
         return NULL;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "observe.h"
 #include "probes.h"
 #include "tiny.h"
 
@@ -117,6 +118,7 @@ struct hak_heap {
     struct hak_heap *next_free;
     long tid;
     uint32_t diet_seen; /* diet_level its caches were last cut to */
+    bool sampling;      /* sampled-allocation mode (see set_sampling) */
 };
 
 struct central {
@@ -348,6 +350,7 @@ static void slab_set_owner(struct hak_slab *slab, struct hak_heap *heap)
  * pool_* (tier 2, class counted from the first Mid class). */
 static void probe_refill(unsigned class_index, uint32_t count, int source)
 {
+    hak_hist(class_index < HAK_NUM_TINY_CLASSES ? HAK_PT_TINY : HAK_PT_MID, hak_class_size[class_index], count);
     if (class_index < HAK_NUM_TINY_CLASSES) {
         HAK_COUNT(tiny_refills, 1);
         HAK_PROBE(tiny_refill, class_index, count, source);
@@ -803,6 +806,7 @@ static bool thread_start(void)
     if (!heap)
         return false;
     heap->diet_seen = atomic_load_explicit(&diet_level, memory_order_relaxed);
+    heap->sampling = false; /* a recycled heap: its last thread's mode */
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         hak_tc_bins[c].room = (int32_t)class_sll_limit[c];
     hak_my_heap = heap;
@@ -883,12 +887,19 @@ static uint32_t return_cache(struct hak_heap *heap, struct hak_tc_bin *bin, unsi
     return returned;
 }
 
+/* A bin's room after its SLL was emptied: its limit, or 0 in sampling
+ * mode (set_sampling). */
+static int32_t sll_room(const struct hak_heap *heap, unsigned class_index)
+{
+    return heap->sampling ? 0 : (int32_t)class_sll_limit[class_index];
+}
+
 static uint32_t class_trim(struct hak_heap *heap, unsigned class_index)
 {
     struct class_state *cs = &heap->cls[class_index];
     struct hak_tc_bin *bin = &hak_tc_bins[class_index];
     if (bin->room || bin->head)
-        bin->room = (int32_t)class_sll_limit[class_index];
+        bin->room = sll_room(heap, class_index);
     uint32_t returned = return_cache(heap, bin, class_index);
     /* Slabs that were already empty. */
     for (struct hak_slab *slab = cs->avail.head, *next; slab && cs->empty; slab = next) {
@@ -963,23 +974,28 @@ static void *refill_sll(struct hak_heap *heap, unsigned class_index, int *reason
     return head;
 }
 
+static void *mag_alloc(struct hak_heap *heap, unsigned class_index, int *reason)
+{
+    struct class_state *cs = &heap->cls[class_index];
+    if (!cs->mag_count) {
+        void *head, *tail;
+        int source;
+        uint32_t got = slabs_take(heap, class_index, class_refill[class_index], &tail, &head, reason, &source);
+        if (!got)
+            return NULL;
+        probe_refill(class_index, got, source);
+        for (void *b = head; b; b = *(void **)b)
+            cs->mag[cs->mag_count++] = b;
+    }
+    return cs->mag[--cs->mag_count];
+}
+
 static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reason)
 {
     struct class_state *cs = &heap->cls[class_index];
     switch (class_front[class_index]) {
     case FRONT_SLL: return refill_sll(heap, class_index, reason);
-    case FRONT_MAG:
-        if (!cs->mag_count) {
-            void *head, *tail;
-            int source;
-            uint32_t got = slabs_take(heap, class_index, class_refill[class_index], &tail, &head, reason, &source);
-            if (!got)
-                return NULL;
-            probe_refill(class_index, got, source);
-            for (void *b = head; b; b = *(void **)b)
-                cs->mag[cs->mag_count++] = b;
-        }
-        return cs->mag[--cs->mag_count];
+    case FRONT_MAG: return mag_alloc(heap, class_index, reason);
     case FRONT_QUICK: {
         struct quick_slot *q = &heap->quick[class_index];
         if (q->count)
@@ -1004,6 +1020,33 @@ static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reaso
 
 static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exiting, uint64_t *blocks, uint64_t *bytes);
 
+/* Sampled-allocation mode (observe.c), while a tracer is attached to the
+ * sample_* probes or HAKMEM_PROF=1: the thread's SLLs are emptied and
+ * their limits set to 0, so that every malloc and free of the thread comes
+ * to the slow path (served by the magazine) and the sampling countdown is
+ * charged with every allocation, not only with refills. Without a tracer
+ * the fast path is untouched: the mode is checked on slow paths only, and
+ * a thread enters it at its next SLL miss. */
+static void set_sampling(struct hak_heap *heap, bool on)
+{
+    heap->sampling = on;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        if (class_front[c] != FRONT_SLL)
+            continue;
+        struct hak_tc_bin *bin = &hak_tc_bins[c];
+        if (on) {
+            while (bin->head) {
+                void *b = bin->head;
+                bin->head = *(void **)b;
+                magazine_push(heap, c, b);
+            }
+            bin->room = 0;
+        } else {
+            bin->room = sll_room(heap, c);
+        }
+    }
+}
+
 HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
 {
     hak_ensure_init();
@@ -1025,6 +1068,23 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         return p;
     }
     struct hak_heap *heap = hak_my_heap;
+    bool sampling = hak_sampling_active();
+    if (HAK_UNLIKELY(sampling != heap->sampling)) {
+        tc_busy = 1;
+        set_sampling(heap, sampling);
+        tc_busy = 0;
+    }
+    if (HAK_UNLIKELY(sampling)) {
+        /* Every allocation comes here in sampling mode: the countdown is
+         * charged exactly. A sampled one is served by the Large tier, whose
+         * free path sees it again (a Tiny free has no probe). */
+        if (hak_sample_charge(hak_class_size[class_index])) {
+            void *sampled =
+                hak_large_alloc_sampled(size, class_index < HAK_NUM_TINY_CLASSES ? HAK_PT_TINY : HAK_PT_MID);
+            if (sampled)
+                return sampled;
+        }
+    }
     int reason = HAK_FALLBACK_MMAP;
     tc_busy = 1;
     if (ring.count)
@@ -1041,12 +1101,15 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     cs->spills_since_miss = 0;
     if (cs->draining) {
         cs->draining = 0;
-        bin->room = (int32_t)class_sll_limit[class_index];
+        bin->room = sll_room(heap, class_index);
     }
     bool maintain = heap->epoch % IDLE_CHECK == 0;
     if (maintain)
         trim_idle_classes(heap);
-    void *p = front_alloc(heap, class_index, &reason);
+    uint64_t t0 = hak_timing_start();
+    void *p = heap->sampling && class_front[class_index] == FRONT_SLL ? mag_alloc(heap, class_index, &reason)
+                                                                      : front_alloc(heap, class_index, &reason);
+    hak_timing_stop(HAK_TIME_REFILL, t0);
     bool sweep = sweep_interval && heap->refilled >= sweep_interval;
     if (sweep)
         heap->refilled = 0;
@@ -1088,6 +1151,10 @@ static void spill_sll(struct hak_heap *heap, unsigned class_index)
 static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
 {
     struct class_state *cs = &heap->cls[class_index];
+    if (HAK_UNLIKELY(heap->sampling) && class_front[class_index] == FRONT_SLL) {
+        magazine_push(heap, class_index, p);
+        return;
+    }
     switch (class_front[class_index]) {
     case FRONT_SLL: {
         struct hak_tc_bin *bin = &hak_tc_bins[class_index];
@@ -1172,7 +1239,7 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
         struct hak_tc_bin *bin = &bins[c];
         struct class_state *cs = &heap->cls[c];
         uint32_t cached = return_cache(heap, bin, c);
-        bin->room = exiting ? 0 : (int32_t)class_sll_limit[c];
+        bin->room = exiting ? 0 : sll_room(heap, c);
         cs->draining = 0;
         cs->drain_pending = 0;
         cs->spills_since_miss = 0;

@@ -35,7 +35,7 @@ def subtest_of(name):
 
 
 def test_pools_subtest_list():
-    check_subtest_list(PROGRAM, sorted({subtest_of(n) for n in SUBTESTS}, key=list(SUBTESTS).index) + ["knobs"])
+    check_subtest_list(PROGRAM, sorted({subtest_of(n) for n in SUBTESTS}, key=list(SUBTESTS).index) + ["knobs", "leak"])
 
 
 def knobs(env):
