@@ -1159,7 +1159,9 @@ static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
     case FRONT_SLL: {
         struct hak_tc_bin *bin = &hak_tc_bins[class_index];
         if (cs->draining) {
-            slab_give(cs, p);
+            /* Only being freed: no empty slab kept either (bench phases
+             * kept one per class after freeing all but 1 % of its blocks). */
+            slab_give_keep(cs, p, 0);
             break;
         }
         *(void **)p = bin->head;
