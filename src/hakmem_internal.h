@@ -165,7 +165,7 @@ void hak_large_init(void);
 /* zero: the block must read as zero (fresh mappings are; a BigCache hit is cleared). */
 void *hak_large_alloc(size_t size, size_t align, bool zero);
 /* A sampled allocation of another tier (observe.c): its free fires sample_free. */
-void *hak_large_alloc_sampled(size_t size, int tier);
+void *hak_large_alloc_sampled(size_t size, size_t align, int tier, uint64_t weight);
 void hak_large_free(void *p);
 void *hak_large_realloc(void *p, size_t size);
 size_t hak_large_usable(const void *p);

@@ -618,10 +618,13 @@ void *hak_l25_alloc(size_t size)
     uint64_t t0 = hak_timing_start();
     void *p = l25_alloc(size);
     hak_timing_stop(HAK_TIME_L25, t0);
-    if (p && HAK_UNLIKELY(hak_sampling_active()) && hak_sample_charge(size)) {
+    uint64_t weight;
+    if (p && HAK_UNLIKELY(hak_sampling_active()) && (weight = hak_sample_charge(size)) != 0) {
         struct page_rec *rec = span_of(p);
         rec->sampled = 1;
-        hak_sample_alloc(p, (size_t)rec->len * HAK_PAGE, HAK_PT_L25); /* the size its free reports */
+        /* A live span's freed_ms is unused: it keeps the weight (KiB). */
+        rec->freed_ms = (uint32_t)(weight >> 10 ? weight >> 10 : 1);
+        hak_sample_alloc(p, (size_t)rec->len * HAK_PAGE, (uint64_t)rec->freed_ms << 10, HAK_PT_L25);
     }
     l25_busy = 0;
     if (p && ++l25_calls % MAINTAIN_EVERY == 0)
@@ -732,7 +735,7 @@ static void l25_free_locked_out(void *p)
     }
     if (HAK_UNLIKELY(rec->sampled)) {
         rec->sampled = 0;
-        hak_sample_free(p, (size_t)rec->len * HAK_PAGE, HAK_PT_L25);
+        hak_sample_free(p, (size_t)rec->len * HAK_PAGE, (uint64_t)rec->freed_ms << 10, HAK_PT_L25);
     }
     struct l25_tcache *tc = &l25_tc;
     size_t bytes = (size_t)rec->len * HAK_PAGE;

@@ -23,7 +23,8 @@ struct large_block {
     uintptr_t addr; /* 0 = empty slot, 1 = deleted */
     size_t map_size;
     size_t usable;
-    int sampled_tier; /* -1, or the tier a sampled allocation is reported as */
+    int sampled_tier;       /* -1, or the tier a sampled allocation is reported as */
+    uint64_t sample_weight; /* bytes the sample stands for */
 };
 
 #define SLOT_EMPTY ((uintptr_t)0)
@@ -116,7 +117,7 @@ static bool registry_grow(void)
     return true;
 }
 
-static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable, int sampled_tier)
+static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable, int sampled_tier, uint64_t weight)
 {
     if ((registry_used + 1) * 4 > registry_slots * 3 && !registry_grow())
         return false;
@@ -126,7 +127,7 @@ static bool registry_insert(uintptr_t addr, size_t map_size, size_t usable, int 
         i = (i + 1) & mask;
     if (registry[i].addr == SLOT_EMPTY)
         registry_used++;
-    registry[i] = (struct large_block){addr, map_size, usable, sampled_tier};
+    registry[i] = (struct large_block){addr, map_size, usable, sampled_tier, weight};
     registry_live++;
     return true;
 }
@@ -240,19 +241,19 @@ static bool bigcache_put(void *p, size_t map_size, uint64_t now)
     return true;
 }
 
-static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier);
+static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier, uint64_t weight);
 
 void *hak_large_alloc(size_t size, size_t align, bool zero)
 {
-    return large_alloc(size, align, zero, -1);
+    return large_alloc(size, align, zero, -1, 0);
 }
 
-void *hak_large_alloc_sampled(size_t size, int tier)
+void *hak_large_alloc_sampled(size_t size, size_t align, int tier, uint64_t weight)
 {
-    return large_alloc(size, HAK_MIN_ALIGN, false, tier);
+    return large_alloc(size, align, false, tier, weight);
 }
 
-static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier)
+static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier, uint64_t weight)
 {
     hak_ensure_init();
     if (size > PTRDIFF_MAX - HUGE_PAGE || align > PTRDIFF_MAX / 2) {
@@ -295,9 +296,9 @@ static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier)
         HAK_PROBE(large_map, size, map_size, align, wants_huge_alignment(map_size));
         pthread_mutex_lock(&large_lock);
     }
-    if (sampled_tier < 0 && HAK_UNLIKELY(hak_sampling_active()) && hak_sample_charge(size))
+    if (sampled_tier < 0 && HAK_UNLIKELY(hak_sampling_active()) && (weight = hak_sample_charge(size)) != 0)
         sampled_tier = HAK_PT_LARGE;
-    if (!registry_insert((uintptr_t)p, map_size, size, sampled_tier)) {
+    if (!registry_insert((uintptr_t)p, map_size, size, sampled_tier, weight)) {
         pthread_mutex_unlock(&large_lock);
         unmap_block(p, map_size, HAK_UNMAP_FREE);
         HAK_PROBE(os_oom, size, align, HAK_PT_LARGE);
@@ -306,7 +307,7 @@ static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier)
     }
     pthread_mutex_unlock(&large_lock);
     if (sampled_tier >= 0)
-        hak_sample_alloc(p, size, sampled_tier);
+        hak_sample_alloc(p, size, weight, sampled_tier);
     hak_maintenance();
     HAK_COUNT(large_live, 1);
     HAK_COUNT(large_live_bytes, map_size);
@@ -325,15 +326,15 @@ void hak_large_free(void *p)
         return;
     }
     size_t map_size = b->map_size;
-    int sampled_tier = b->sampled_tier;
-    size_t usable = b->usable;
+    /* Reported before the mapping can be handed out again (BigCache), so
+     * that a tracer never sees the next owner's sample_alloc first. */
+    if (b->sampled_tier >= 0)
+        hak_sample_free(p, b->usable, b->sample_weight, b->sampled_tier);
     registry_delete(b);
     HAK_UNCOUNT(large_live, 1);
     HAK_UNCOUNT(large_live_bytes, map_size);
     bool cached = bigcache_limit && bigcache_put(p, map_size, now_ms());
     pthread_mutex_unlock(&large_lock);
-    if (sampled_tier >= 0)
-        hak_sample_free(p, usable, sampled_tier);
     if (!cached)
         unmap_block(p, map_size, HAK_UNMAP_FREE);
 }
@@ -358,7 +359,12 @@ void *hak_large_realloc(void *p, size_t size)
     }
     size_t old_map = b->map_size;
     size_t old_usable = b->usable;
-    int sampled_tier = b->sampled_tier;
+    /* A sampled block stops being one when it is resized: its sample is
+     * reported freed (the tracer matches sizes and addresses). */
+    if (b->sampled_tier >= 0) {
+        hak_sample_free(p, old_usable, b->sample_weight, b->sampled_tier);
+        b->sampled_tier = -1;
+    }
     if (new_map <= old_map && new_map >= old_map / 2) {
         b->usable = size;
         pthread_mutex_unlock(&large_lock);
@@ -370,7 +376,7 @@ void *hak_large_realloc(void *p, size_t size)
     void *q = mremap(p, old_map, new_map, MREMAP_MAYMOVE);
     pthread_mutex_lock(&large_lock);
     if (q == MAP_FAILED) {
-        registry_insert((uintptr_t)p, old_map, old_usable, sampled_tier);
+        registry_insert((uintptr_t)p, old_map, old_usable, -1, 0);
         pthread_mutex_unlock(&large_lock);
         HAK_PROBE(os_oom, size, 0, HAK_PT_LARGE);
         errno = ENOMEM;
@@ -378,7 +384,7 @@ void *hak_large_realloc(void *p, size_t size)
     }
     /* The registry slot was freed above, so re-inserting cannot need more
      * room than the table already has. */
-    registry_insert((uintptr_t)q, new_map, size, sampled_tier);
+    registry_insert((uintptr_t)q, new_map, size, -1, 0);
     pthread_mutex_unlock(&large_lock);
     if (new_map > old_map) {
         HAK_COUNT(mapped_bytes, new_map - old_map);

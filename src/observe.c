@@ -29,11 +29,14 @@ uint32_t hak_hist_mask = UINT32_MAX; /* HIST_SAMPLE off */
 size_t hak_sample_bytes;
 
 static HAK_TLS int64_t sample_left;
+static HAK_TLS uint64_t sample_acc; /* bytes charged since the last sample */
+static HAK_TLS uint64_t sample_rng;
 static HAK_TLS uint32_t hist_tick;
 
 /* PROF: by tier, sampled allocations and frees (each stands for
  * hak_sample_bytes allocated), and a log2 histogram of sampled sizes. */
 static _Atomic uint64_t prof_allocs[5], prof_frees[5];
+static _Atomic uint64_t prof_alloc_weight[5], prof_live_weight[5];
 static _Atomic uint64_t prof_size_log2[64];
 static _Atomic uint64_t prof_live_size_log2[64];
 
@@ -62,17 +65,32 @@ bool hak_sampling_active(void)
     return hak_prof_on || HAK_PROBE_ENABLED(sample_alloc) || HAK_PROBE_ENABLED(sample_free);
 }
 
-bool hak_sample_charge(size_t bytes)
+/* Intervals drawn uniformly from [N/2, 3N/2): a fixed interval would pick
+ * the same call site forever in a loop whose bytes divide N. */
+static int64_t next_interval(void)
 {
-    if (sample_left <= 0)
-        sample_left = (int64_t)hak_sample_bytes; /* a thread's first charge */
+    if (!sample_rng)
+        sample_rng = (uint64_t)(uintptr_t)&sample_rng * 0x9E3779B97F4A7C15ull | 1;
+    sample_rng ^= sample_rng << 13;
+    sample_rng ^= sample_rng >> 7;
+    sample_rng ^= sample_rng << 17;
+    return (int64_t)(hak_sample_bytes / 2 + sample_rng % hak_sample_bytes);
+}
+
+uint64_t hak_sample_charge(size_t bytes)
+{
+    if (!sample_left && !sample_acc)
+        sample_left = next_interval(); /* the thread's first charge */
+    sample_acc += bytes;
     sample_left -= (int64_t)bytes;
     if (sample_left > 0)
-        return false;
-    sample_left += (int64_t)hak_sample_bytes;
-    if (sample_left <= 0)
-        sample_left = (int64_t)hak_sample_bytes;
-    return true;
+        return 0;
+    /* The sample stands for every byte since the last one: a 100 MiB block
+     * sampled weighs 100 MiB, not one interval. */
+    uint64_t weight = sample_acc;
+    sample_acc = 0;
+    sample_left = next_interval();
+    return weight;
 }
 
 static unsigned log2_floor(uint64_t v)
@@ -80,21 +98,24 @@ static unsigned log2_floor(uint64_t v)
     return v ? 63u - (unsigned)__builtin_clzll(v) : 0;
 }
 
-void hak_sample_alloc(void *p, size_t size, int tier)
+void hak_sample_alloc(void *p, size_t size, uint64_t weight, int tier)
 {
-    HAK_PROBE(sample_alloc, p, size, hak_sample_bytes, tier);
+    HAK_PROBE(sample_alloc, p, size, weight, tier);
     if (hak_prof_on) {
         atomic_fetch_add_explicit(&prof_allocs[tier], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&prof_alloc_weight[tier], weight, memory_order_relaxed);
+        atomic_fetch_add_explicit(&prof_live_weight[tier], weight, memory_order_relaxed);
         atomic_fetch_add_explicit(&prof_size_log2[log2_floor(size)], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&prof_live_size_log2[log2_floor(size)], 1, memory_order_relaxed);
     }
 }
 
-void hak_sample_free(void *p, size_t size, int tier)
+void hak_sample_free(void *p, size_t size, uint64_t weight, int tier)
 {
     HAK_PROBE(sample_free, p, size, tier);
     if (hak_prof_on) {
         atomic_fetch_add_explicit(&prof_frees[tier], 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&prof_live_weight[tier], weight, memory_order_relaxed);
         atomic_fetch_sub_explicit(&prof_live_size_log2[log2_floor(size)], 1, memory_order_relaxed);
     }
 }
@@ -142,21 +163,27 @@ static void human_bytes(char *out, size_t len, double bytes)
 void hak_observe_report(int fd)
 {
     if (hak_prof_on) {
-        uint64_t allocs = 0, frees = 0;
+        /* Frees first: other threads may still run, and a free counted
+         * before its allocation would make the difference wrap. */
+        uint64_t allocs = 0, frees = 0, weight = 0;
+        int64_t live_weight = 0;
         for (int t = 0; t < 5; t++) {
-            allocs += atomic_load(&prof_allocs[t]);
             frees += atomic_load(&prof_frees[t]);
+            live_weight += (int64_t)atomic_load(&prof_live_weight[t]);
+            allocs += atomic_load(&prof_allocs[t]);
+            weight += atomic_load(&prof_alloc_weight[t]);
         }
+        uint64_t live_samples = allocs > frees ? allocs - frees : 0;
         char total[32], live[32];
-        human_bytes(total, sizeof total, (double)allocs * (double)hak_sample_bytes);
-        human_bytes(live, sizeof live, (double)(allocs - frees) * (double)hak_sample_bytes);
+        human_bytes(total, sizeof total, (double)weight);
+        human_bytes(live, sizeof live, live_weight > 0 ? (double)live_weight : 0.0);
         hak_fdprintf(fd,
-                     "hakmem: prof: %llu sampled allocations (one per %zu bytes): about %s allocated, "
+                     "hakmem: prof: %llu sampled allocations (one per %zu bytes on average): about %s allocated, "
                      "%llu samples still live at exit (about %s not freed)\n",
-                     (unsigned long long)allocs, hak_sample_bytes, total, (unsigned long long)(allocs - frees), live);
+                     (unsigned long long)allocs, hak_sample_bytes, total, (unsigned long long)live_samples, live);
         for (int t = 0; t < 5; t++) {
-            uint64_t a = atomic_load(&prof_allocs[t]), f = atomic_load(&prof_frees[t]);
-            if (a)
+            uint64_t f = atomic_load(&prof_frees[t]), a = atomic_load(&prof_allocs[t]);
+            if (a >= f && a)
                 hak_fdprintf(fd, "hakmem: prof:   %-5s %llu sampled, %llu freed, %llu live\n", tier_names[t],
                              (unsigned long long)a, (unsigned long long)f, (unsigned long long)(a - f));
         }

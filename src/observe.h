@@ -22,11 +22,13 @@ void hak_observe_init(void);
 void hak_observe_report(int fd);
 /* A tracer is attached to sample_alloc/sample_free, or HAKMEM_PROF=1. */
 bool hak_sampling_active(void);
-/* Charge the thread's countdown with `bytes` handed out; true: sample the
- * allocation being served. */
-bool hak_sample_charge(size_t bytes);
-void hak_sample_alloc(void *p, size_t size, int tier);
-void hak_sample_free(void *p, size_t size, int tier);
+/* Charge the thread's countdown with `bytes` handed out; non-zero: sample
+ * the allocation being served. */
+/* The sample's weight (bytes it stands for), 0: not sampled. */
+uint64_t hak_sample_charge(size_t bytes);
+void hak_sample_alloc(void *p, size_t size, uint64_t weight, int tier);
+/* size and weight as at its sample_alloc. */
+void hak_sample_free(void *p, size_t size, uint64_t weight, int tier);
 uint64_t hak_time_now_ns(void);
 void hak_timing_record(int kind, uint64_t start_ns);
 void hak_hist_record(int tier, size_t size, uint32_t blocks);

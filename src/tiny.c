@@ -1035,12 +1035,16 @@ static void set_sampling(struct hak_heap *heap, bool on)
             continue;
         struct hak_tc_bin *bin = &hak_tc_bins[c];
         if (on) {
-            while (bin->head) {
-                void *b = bin->head;
-                bin->head = *(void **)b;
+            /* Detached first: a signal handler's fast path must find the
+             * bin empty and closed, not a list being walked. */
+            void *chain = bin->head;
+            bin->head = NULL;
+            bin->room = 0;
+            while (chain) {
+                void *b = chain;
+                chain = *(void **)b;
                 magazine_push(heap, c, b);
             }
-            bin->room = 0;
         } else {
             bin->room = sll_room(heap, c);
         }
@@ -1078,9 +1082,14 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         /* Every allocation comes here in sampling mode: the countdown is
          * charged exactly. A sampled one is served by the Large tier, whose
          * free path sees it again (a Tiny free has no probe). */
-        if (hak_sample_charge(hak_class_size[class_index])) {
+        uint64_t weight = hak_sample_charge(hak_class_size[class_index]);
+        if (weight) {
+            /* The class's natural alignment: aligned requests (memalign)
+             * are served from classes that guarantee it. */
+            size_t align = hak_class_size[class_index] & -hak_class_size[class_index];
             void *sampled =
-                hak_large_alloc_sampled(size, class_index < HAK_NUM_TINY_CLASSES ? HAK_PT_TINY : HAK_PT_MID);
+                hak_large_alloc_sampled(size, align < HAK_MIN_ALIGN ? HAK_MIN_ALIGN : align,
+                                        class_index < HAK_NUM_TINY_CLASSES ? HAK_PT_TINY : HAK_PT_MID, weight);
             if (sampled)
                 return sampled;
         }
@@ -1204,6 +1213,11 @@ HAK_NOINLINE void hak_small_free_slow(void *p)
     uintptr_t owner_tp = atomic_load_explicit(&slab->owner_tp, memory_order_relaxed);
     if (owner_tp == (uintptr_t)__builtin_thread_pointer() && !tc_busy) {
         tc_busy = 1;
+        /* A thread whose frees spill (its SLLs never run dry) enters or
+         * leaves sampling mode here too. */
+        bool sampling = hak_sampling_active();
+        if (HAK_UNLIKELY(sampling != heap->sampling))
+            set_sampling(heap, sampling);
         owner_free(heap, class_index, p);
         tc_busy = 0;
         return;

@@ -70,18 +70,52 @@ static int process_maps_hakmem(pid_t pid)
     return found;
 }
 
-/* Where the script's own BEGIN block opens (just past its '{'), or NULL:
- * bpftrace 0.17 accepts one BEGIN probe only, so the READY marker goes
- * into the script's BEGIN when it has one. */
-static char *begin_block(char *text)
+/* Where the script's own BEGIN block opens (just past its '{'), NULL when
+ * it has no BEGIN probe; exits when BEGIN shares a block with other probes.
+ * bpftrace 0.17 accepts one BEGIN probe only, so the READY marker goes into
+ * the script's own. Comments and strings are skipped. */
+static char *begin_block(const char *script, char *text)
 {
-    for (char *p = strstr(text, "BEGIN"); p; p = strstr(p + 5, "BEGIN")) {
-        bool starts_line = p == text || p[-1] == '\n';
-        char *q = p + 5;
-        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-            q++;
-        if (starts_line && *q == '{')
-            return q + 1;
+    bool token_start = true;
+    for (char *p = text; *p;) {
+        if (p[0] == '/' && p[1] == '/') {
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (p[0] == '/' && p[1] == '*') {
+            char *end = strstr(p + 2, "*/");
+            p = end ? end + 2 : p + strlen(p);
+            continue;
+        }
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (*p)
+                p++;
+            token_start = false;
+            continue;
+        }
+        bool word = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+        if (token_start && strncmp(p, "BEGIN", 5) == 0) {
+            char *q = p + 5;
+            bool ends =
+                !((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_');
+            if (ends) {
+                while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+                    q++;
+                if (*q == '{')
+                    return q + 1;
+                fprintf(stderr,
+                        "hakmem: %s: its BEGIN probe shares a block with other probes; give BEGIN a block of its "
+                        "own (hakmem trace adds a line to it)\n",
+                        script);
+                exit(2);
+            }
+        }
+        token_start = !word && *p != '.' && *p != ':';
+        p++;
     }
     return NULL;
 }
@@ -117,7 +151,7 @@ static void write_script(const char *script, char *tmp, size_t len)
         exit(1);
     }
     FILE *out = fdopen(fd, "w");
-    char *open_brace = begin_block(text);
+    char *open_brace = begin_block(script, text);
     if (open_brace) {
         fwrite(text, 1, (size_t)(open_brace - text), out);
         fprintf(out, " printf(\"%s\\n\"); ", READY_MARK);
