@@ -974,19 +974,27 @@ static void *refill_sll(struct hak_heap *heap, unsigned class_index, int *reason
     return head;
 }
 
+/* Up to `want` blocks from the thread's slabs into an array (magazine or
+ * quick slot); false when none could be had. */
+static bool refill_array(struct hak_heap *heap, unsigned class_index, uint32_t want, void **array, uint32_t *count,
+                         int *reason)
+{
+    void *head, *tail;
+    int source;
+    uint32_t got = slabs_take(heap, class_index, want, &tail, &head, reason, &source);
+    if (!got)
+        return false;
+    probe_refill(class_index, got, source);
+    for (void *b = head; b; b = *(void **)b)
+        array[(*count)++] = b;
+    return true;
+}
+
 static void *mag_alloc(struct hak_heap *heap, unsigned class_index, int *reason)
 {
     struct class_state *cs = &heap->cls[class_index];
-    if (!cs->mag_count) {
-        void *head, *tail;
-        int source;
-        uint32_t got = slabs_take(heap, class_index, class_refill[class_index], &tail, &head, reason, &source);
-        if (!got)
-            return NULL;
-        probe_refill(class_index, got, source);
-        for (void *b = head; b; b = *(void **)b)
-            cs->mag[cs->mag_count++] = b;
-    }
+    if (!cs->mag_count && !refill_array(heap, class_index, class_refill[class_index], cs->mag, &cs->mag_count, reason))
+        return NULL;
     return cs->mag[--cs->mag_count];
 }
 
@@ -1002,16 +1010,8 @@ static void *front_alloc(struct hak_heap *heap, unsigned class_index, int *reaso
             return q->item[--q->count];
         while (q->count < QUICK_SLOTS && cs->mag_count)
             q->item[q->count++] = cs->mag[--cs->mag_count];
-        if (!q->count) {
-            void *head, *tail;
-            int source;
-            uint32_t got = slabs_take(heap, class_index, QUICK_SLOTS, &tail, &head, reason, &source);
-            if (!got)
-                return NULL;
-            probe_refill(class_index, got, source);
-            for (void *b = head; b; b = *(void **)b)
-                q->item[q->count++] = b;
-        }
+        if (!q->count && !refill_array(heap, class_index, QUICK_SLOTS, q->item, &q->count, reason))
+            return NULL;
         return q->item[--q->count];
     }
     default: return take_one(heap, class_index, reason);
