@@ -78,10 +78,11 @@ HAK_EXPORT void hakmem_print_summary(int fd)
     hak_fdprintf(fd, "hakmem: summary pid %d: mapped %.1f MiB, resident at most %.1f MiB\n", (int)getpid(),
                  mib(s.mapped_bytes), mib(resident));
     hak_fdprintf(fd,
-                 "hakmem:   tiny+mid (SuperSlabs): %llu SuperSlabs (%.1f MiB), %llu refills, %llu spills, "
-                 "%.1f MiB purged\n",
+                 "hakmem:   tiny+mid (SuperSlabs): %llu SuperSlabs (%.1f MiB), refills %llu tiny + %llu mid, "
+                 "spills %llu tiny + %llu mid, %llu ring flushes, %llu mid fallbacks; %.1f MiB purged (all tiers)\n",
                  (unsigned long long)s.superslabs, mib(s.superslabs * (2ull << 20)), (unsigned long long)s.tiny_refills,
-                 (unsigned long long)s.tiny_spills, mib(s.purged_bytes));
+                 (unsigned long long)s.mid_refills, (unsigned long long)s.tiny_spills, (unsigned long long)s.mid_spills,
+                 (unsigned long long)s.mid_ring_flushes, (unsigned long long)s.mid_fallbacks, mib(s.purged_bytes));
     hak_fdprintf(fd,
                  "hakmem:   tiny: %llu fallbacks to the next tier, %llu blocks freed by other threads, "
                  "%llu slabs abandoned by exiting threads, %llu adopted\n",
