@@ -34,13 +34,6 @@ static _Atomic uint32_t last_check_ms;
 static _Atomic int checking;
 static uint32_t unmet_since; /* when the budget was last found out of reach (under `checking`) */
 
-static uint32_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-}
-
 void hak_budget_init(void)
 {
     if (hak_cfg_is_set(HAK_CFG_TINY_RSS_BUDGET_KB))
@@ -77,17 +70,22 @@ static _Atomic uint32_t last_decay_ms;
  * never allocates. A fork child starts its own at its first slow path. */
 static _Atomic int decay_thread_state; /* 0 not started, 1 starting or running, 2 failed */
 
+static void decay_all_tiers(void)
+{
+    hak_ss_decay();
+    hak_l25_decay();
+    hak_large_decay();
+}
+
 static void *decay_thread_main(void *arg)
 {
     (void)arg;
     struct timespec pause = {decay_interval_ms / 1000, (long)(decay_interval_ms % 1000) * 1000000L};
     for (;;) {
         nanosleep(&pause, NULL);
-        hak_ss_decay();
-        hak_l25_decay();
-        hak_large_decay();
+        decay_all_tiers();
         if (budget_bytes)
-            hak_budget_check(now_ms());
+            hak_budget_check((uint32_t)hak_now_ms());
     }
     return NULL;
 }
@@ -128,13 +126,10 @@ void hak_maintenance(void)
         return;
     if (HAK_UNLIKELY(decay_thread_wanted && atomic_load_explicit(&decay_thread_state, memory_order_relaxed) == 0))
         start_decay_thread();
-    uint32_t now = now_ms();
+    uint32_t now = (uint32_t)hak_now_ms();
     uint32_t last = atomic_load_explicit(&last_decay_ms, memory_order_relaxed);
-    if (now - last >= DECAY_TICK_MS && atomic_compare_exchange_strong(&last_decay_ms, &last, now)) {
-        hak_ss_decay();
-        hak_l25_decay();
-        hak_large_decay();
-    }
+    if (now - last >= DECAY_TICK_MS && atomic_compare_exchange_strong(&last_decay_ms, &last, now))
+        decay_all_tiers();
     if (budget_bytes)
         hak_budget_check(now);
 }

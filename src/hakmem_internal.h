@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "hakmem.h"
 
@@ -41,6 +42,16 @@
 #ifndef HAKMEM_ENABLE_STATS
 #define HAKMEM_ENABLE_STATS 0
 #endif
+
+/* Milliseconds of CLOCK_MONOTONIC_COARSE (a vDSO read, no syscall): the
+ * clock of every decay timer. Callers that keep 32-bit stamps compare
+ * them by unsigned difference, so the wrap every 49 days is harmless. */
+static inline uint64_t hak_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static inline size_t hak_align_up(size_t n, size_t a)
 {

@@ -173,13 +173,6 @@ static size_t dirty_bytes; /* free and resident */
 static _Atomic uint32_t last_tick_ms;
 static bool enabled;
 
-static uint32_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-}
-
 unsigned hak_l25_class_of(size_t size)
 {
     size_t s = size - 1;
@@ -223,19 +216,14 @@ static struct l25_chunk *chunk_of(const void *p)
     return (struct l25_chunk *)((uintptr_t)p & ~(uintptr_t)(HAK_SS_SIZE - 1));
 }
 
-static struct l25_chunk *chunk_of_rec(const struct page_rec *rec)
-{
-    return chunk_of(rec);
-}
-
 static uint32_t rec_index(const struct page_rec *rec)
 {
-    return (uint32_t)(rec - chunk_of_rec(rec)->page);
+    return (uint32_t)(rec - chunk_of(rec)->page);
 }
 
 static char *rec_addr(const struct page_rec *rec)
 {
-    return (char *)chunk_of_rec(rec) + (size_t)rec_index(rec) * HAK_PAGE;
+    return (char *)chunk_of(rec) + (size_t)rec_index(rec) * HAK_PAGE;
 }
 
 /* The record of the span starting at p, or NULL when p does not start one. */
@@ -353,7 +341,7 @@ static bool grow(unsigned c, int *reason)
         *reason = HAK_FALLBACK_MMAP;
         return false;
     }
-    uint32_t now = now_ms();
+    uint32_t now = (uint32_t)hak_now_ms();
     for (size_t k = 0; k < count; k++) {
         struct l25_chunk *chunk = (struct l25_chunk *)(base + k * HAK_SS_SIZE);
         chunk->magic = L25_MAGIC;
@@ -393,7 +381,7 @@ static struct page_rec *take_span(unsigned c, uint32_t pages, int *reason)
         rec = bin_find(pages);
     }
     bin_remove(rec);
-    struct l25_chunk *chunk = chunk_of_rec(rec);
+    struct l25_chunk *chunk = chunk_of(rec);
     uint32_t first = rec_index(rec), len = rec->len;
     if (len == USABLE_PAGES)
         chunk_set_empty(chunk, false, 0);
@@ -420,7 +408,7 @@ static struct page_rec *take_span(unsigned c, uint32_t pages, int *reason)
 /* Purge the resident pages of free span `rec`. */
 static size_t purge_span(struct page_rec *rec)
 {
-    struct l25_chunk *chunk = chunk_of_rec(rec);
+    struct l25_chunk *chunk = chunk_of(rec);
     uint32_t first = rec_index(rec), end = first + rec->len;
     size_t purged = 0;
     if (bits_count(chunk->purged_bits, first, end - first) == end - first)
@@ -447,7 +435,7 @@ static size_t purge_span(struct page_rec *rec)
  * neighbours. */
 static void give_span(struct page_rec *rec, uint32_t now)
 {
-    struct l25_chunk *chunk = chunk_of_rec(rec);
+    struct l25_chunk *chunk = chunk_of(rec);
     uint32_t first = rec_index(rec), len = rec->len;
     live_bytes -= (size_t)len * HAK_PAGE;
     live_blocks--;
@@ -680,7 +668,7 @@ static void *l25_alloc(size_t size)
     /* The clock is read under the lock: free times and tick times stored
      * under it then never run backwards (a later time stored first would
      * make now - t wrap and purge spans freed a moment ago). */
-    uint32_t now = now_ms();
+    uint32_t now = (uint32_t)hak_now_ms();
     for (; n < want; n++) {
         struct page_rec *rec = take_span(c, pages, &reason);
         if (!rec)
@@ -749,7 +737,7 @@ static void l25_free_locked_out(void *p)
             if (!tc->registered)
                 hak_thread_register(); /* its exit flushes the cache */
             pthread_mutex_lock(&l25_lock);
-            uint32_t now = now_ms();
+            uint32_t now = (uint32_t)hak_now_ms();
             if (!tc->registered)
                 tcache_register(tc);
             if (spill) {
@@ -766,7 +754,7 @@ static void l25_free_locked_out(void *p)
         return;
     }
     pthread_mutex_lock(&l25_lock);
-    uint32_t now = now_ms();
+    uint32_t now = (uint32_t)hak_now_ms();
     give_span(rec, now);
     maybe_tick(now);
     publish_stats();
@@ -798,7 +786,7 @@ void hak_l25_thread_flush(bool exiting)
     if (tc->count || tc->registered) {
         pthread_mutex_lock(&l25_lock);
         if (tc->count)
-            tcache_spill_locked(tc, tc->count, now_ms());
+            tcache_spill_locked(tc, tc->count, (uint32_t)hak_now_ms());
         if (exiting)
             tcache_unregister(tc);
         publish_stats();
@@ -811,13 +799,13 @@ void hak_l25_thread_flush(bool exiting)
 
 void hak_l25_decay(void)
 {
-    uint32_t now = now_ms();
+    uint32_t now = (uint32_t)hak_now_ms();
     if (l25_busy || !__atomic_load_n(&mapped_chunks, __ATOMIC_RELAXED) ||
         now - atomic_load_explicit(&last_tick_ms, memory_order_relaxed) < 50)
         return;
     l25_busy = 1;
     pthread_mutex_lock(&l25_lock);
-    maybe_tick(now_ms());
+    maybe_tick((uint32_t)hak_now_ms());
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
     l25_busy = 0;
@@ -833,7 +821,7 @@ size_t hak_l25_trim(void)
     l25_busy = 1;
     pthread_mutex_lock(&l25_lock);
     size_t before = dirty_bytes;
-    decay_locked(now_ms(), true);
+    decay_locked((uint32_t)hak_now_ms(), true);
     size_t released = before - dirty_bytes;
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
@@ -849,7 +837,7 @@ void hak_l25_purge_all(void)
         return;
     l25_busy = 1;
     pthread_mutex_lock(&l25_lock);
-    decay_locked(now_ms(), true);
+    decay_locked((uint32_t)hak_now_ms(), true);
     publish_stats();
     pthread_mutex_unlock(&l25_lock);
     l25_busy = 0;
@@ -870,7 +858,7 @@ void hak_l25_unlock_all(void)
 void hak_l25_reset_after_fork(void)
 {
     pthread_mutex_init(&l25_lock, NULL);
-    uint32_t now = now_ms();
+    uint32_t now = (uint32_t)hak_now_ms();
     for (struct l25_tcache *tc = tcaches, *next; tc; tc = next) {
         next = tc->next;
         if (tc == &l25_tc)

@@ -63,13 +63,6 @@ void hak_large_init(void)
     thp_policy = (int)hak_cfg_int(HAK_CFG_THP);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static size_t slot_of(uintptr_t addr, size_t mask)
 {
     /* Page-aligned keys: drop the zero bits, then mix. */
@@ -191,7 +184,7 @@ void hak_large_decay(void)
     if (!__atomic_load_n(&bigcache_count, __ATOMIC_RELAXED))
         return;
     pthread_mutex_lock(&large_lock);
-    bigcache_decay(now_ms());
+    bigcache_decay(hak_now_ms());
     pthread_mutex_unlock(&large_lock);
 }
 
@@ -266,7 +259,7 @@ static void *large_alloc(size_t size, size_t align, bool zero, int sampled_tier,
     size_t map_size = hak_align_up(size ? size : 1, HAK_PAGE);
 
     pthread_mutex_lock(&large_lock);
-    uint64_t now = bigcache_count ? now_ms() : 0;
+    uint64_t now = bigcache_count ? hak_now_ms() : 0;
     if (bigcache_count)
         bigcache_decay(now);
     size_t got_size = 0;
@@ -333,7 +326,7 @@ void hak_large_free(void *p)
     registry_delete(b);
     HAK_UNCOUNT(large_live, 1);
     HAK_UNCOUNT(large_live_bytes, map_size);
-    bool cached = bigcache_limit && bigcache_put(p, map_size, now_ms());
+    bool cached = bigcache_limit && bigcache_put(p, map_size, hak_now_ms());
     pthread_mutex_unlock(&large_lock);
     if (!cached)
         unmap_block(p, map_size, HAK_UNMAP_FREE);

@@ -60,11 +60,6 @@ void hak_observe_init(void)
     hak_sample_bytes = (size_t)hak_cfg_int(HAK_CFG_SAMPLE_BYTES);
 }
 
-bool hak_sampling_active(void)
-{
-    return hak_prof_on || HAK_PROBE_ENABLED(sample_alloc) || HAK_PROBE_ENABLED(sample_free);
-}
-
 /* Intervals drawn uniformly from [N/2, 3N/2): a fixed interval would pick
  * the same call site forever in a loop whose bytes divide N. */
 static int64_t next_interval(void)

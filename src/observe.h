@@ -4,6 +4,7 @@
 #define HAKMEM_OBSERVE_H
 
 #include "hakmem_internal.h"
+#include "probes.h"
 
 enum hak_time_kind {
     HAK_TIME_REFILL = 0,
@@ -20,8 +21,12 @@ extern size_t hak_sample_bytes;
 
 void hak_observe_init(void);
 void hak_observe_report(int fd);
-/* A tracer is attached to sample_alloc/sample_free, or HAKMEM_PROF=1. */
-bool hak_sampling_active(void);
+/* A tracer is attached to sample_alloc/sample_free, or HAKMEM_PROF=1: two
+ * semaphore loads, on slow paths only. */
+static inline bool hak_sampling_active(void)
+{
+    return hak_prof_on || HAK_PROBE_ENABLED(sample_alloc) || HAK_PROBE_ENABLED(sample_free);
+}
 /* Charge the thread's countdown with `bytes` handed out; non-zero: sample
  * the allocation being served. */
 /* The sample's weight (bytes it stands for), 0: not sampled. */

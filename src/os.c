@@ -8,6 +8,16 @@
 #include "hakmem_internal.h"
 #include "probes.h"
 
+/* What every successful mapping counts and reports. */
+static void *mapped(void *p, size_t bytes, int tier)
+{
+    HAK_COUNT(os_map_calls, 1);
+    HAK_COUNT(mapped_bytes, bytes);
+    HAK_COUNT(tier_mapped[tier], bytes);
+    HAK_PROBE(os_map, bytes, tier, p);
+    return p;
+}
+
 void *hak_os_map(size_t bytes, int tier)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -17,11 +27,7 @@ void *hak_os_map(size_t bytes, int tier)
         errno = ENOMEM;
         return NULL;
     }
-    HAK_COUNT(os_map_calls, 1);
-    HAK_COUNT(mapped_bytes, bytes);
-    HAK_COUNT(tier_mapped[tier], bytes);
-    HAK_PROBE(os_map, bytes, tier, p);
-    return p;
+    return mapped(p, bytes, tier);
 }
 
 /* Over-map by the alignment and trim both ends: the kernel hands out
@@ -49,11 +55,7 @@ void *hak_os_map_aligned(size_t bytes, size_t align, int tier)
         munmap(raw, head);
     if (tail)
         munmap((char *)start + bytes, tail);
-    HAK_COUNT(os_map_calls, 1);
-    HAK_COUNT(mapped_bytes, bytes);
-    HAK_COUNT(tier_mapped[tier], bytes);
-    HAK_PROBE(os_map, bytes, tier, (void *)start);
-    return (void *)start;
+    return mapped((void *)start, bytes, tier);
 }
 
 void hak_os_unmap(void *p, size_t bytes, int tier)
@@ -78,10 +80,7 @@ void hak_os_purge(void *p, size_t bytes, int tier)
     madvise(p, bytes, MADV_DONTNEED);
     errno = saved;
     HAK_COUNT(os_purge_calls, 1);
-    HAK_COUNT(os_purge_events, 1);
-    HAK_COUNT(purged_bytes, bytes);
-    HAK_COUNT(tier_purged[tier], bytes);
-    HAK_PROBE(os_purge, bytes, tier, p);
+    hak_os_purge_accounting(p, bytes, tier);
 }
 
 /* Pages that were never touched (a fresh L25 run's blocks, a SuperSlab's

@@ -120,13 +120,6 @@ static void set_tier(struct hak_superslab *ss, uint32_t tier)
     ss->tier = tier;
 }
 
-static uint32_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-}
-
 static size_t slab_touched(const struct hak_slab *slab)
 {
     return hak_align_up((size_t)(slab->bump - hak_slab_base(slab)), HAK_PAGE);
@@ -176,7 +169,7 @@ void hak_ss_decay(void)
     if (!atomic_load_explicit(&dirty_count, memory_order_relaxed))
         return;
     pthread_mutex_lock(&ss_lock);
-    decay_locked(now_ms(), dirty_max());
+    decay_locked((uint32_t)hak_now_ms(), dirty_max());
     pthread_mutex_unlock(&ss_lock);
 }
 
@@ -353,7 +346,7 @@ void hak_ss_release_slab(struct hak_slab *slab)
 
     pthread_mutex_lock(&ss_lock);
     if (touched) {
-        uint32_t now = now_ms();
+        uint32_t now = (uint32_t)hak_now_ms();
         dirty_append(slab, now);
         decay_locked(now, dirty_max());
     }
@@ -382,7 +375,7 @@ size_t hak_ss_trim(void)
     size_t released = 0;
     size_t keep = ss_empty_keep > 1 ? ss_empty_keep : 0;
     pthread_mutex_lock(&ss_lock);
-    decay_locked(now_ms(), 0);
+    decay_locked((uint32_t)hak_now_ms(), 0);
     for (uint32_t which = SS_ON_HOT; which <= SS_ON_DRAINING; which++) {
         for (struct hak_superslab *ss = *list_head(which), *next; ss; ss = next) {
             next = ss->next;

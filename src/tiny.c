@@ -1051,6 +1051,16 @@ static void set_sampling(struct hak_heap *heap, bool on)
     }
 }
 
+/* Enter or leave sampling mode as a tracer attaches or detaches; the
+ * caller holds tc_busy. Returns whether the thread samples now. */
+static bool sync_sampling(struct hak_heap *heap)
+{
+    bool sampling = hak_sampling_active();
+    if (HAK_UNLIKELY(sampling != heap->sampling))
+        set_sampling(heap, sampling);
+    return sampling;
+}
+
 HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
 {
     hak_ensure_init();
@@ -1072,12 +1082,9 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         return p;
     }
     struct hak_heap *heap = hak_my_heap;
-    bool sampling = hak_sampling_active();
-    if (HAK_UNLIKELY(sampling != heap->sampling)) {
-        tc_busy = 1;
-        set_sampling(heap, sampling);
-        tc_busy = 0;
-    }
+    tc_busy = 1;
+    bool sampling = sync_sampling(heap);
+    tc_busy = 0;
     if (HAK_UNLIKELY(sampling)) {
         /* Every allocation comes here in sampling mode: the countdown is
          * charged exactly. A sampled one is served by the Large tier, whose
@@ -1215,9 +1222,7 @@ HAK_NOINLINE void hak_small_free_slow(void *p)
         tc_busy = 1;
         /* A thread whose frees spill (its SLLs never run dry) enters or
          * leaves sampling mode here too. */
-        bool sampling = hak_sampling_active();
-        if (HAK_UNLIKELY(sampling != heap->sampling))
-            set_sampling(heap, sampling);
+        sync_sampling(heap);
         owner_free(heap, class_index, p);
         tc_busy = 0;
         return;
