@@ -17,7 +17,7 @@ extern "C" {
 
 #define HAKMEM_VERSION_MAJOR 0
 #define HAKMEM_VERSION_MINOR 3
-#define HAKMEM_VERSION_PATCH 0
+#define HAKMEM_VERSION_PATCH 1
 
 /* "0.1.0 (usdt=1 stats=0 debug=0)": version plus the build switches. */
 const char *hakmem_version(void);
@@ -89,6 +89,7 @@ struct hakmem_stats {
     uint64_t budget_exceeded;    /* HAKMEM_TINY_RSS_BUDGET_KB checks that found RSS over it */
     uint64_t diet_steps;         /* cache-capacity cuts made for the budget */
     uint64_t decay_purged_bytes; /* bytes purged by decay (time or allowance) */
+    uint64_t scavenged_bytes;    /* free pages purged inside slabs still in use */
 };
 void hakmem_stats_get(struct hakmem_stats *out);
 

@@ -122,6 +122,7 @@ struct hak_counters {
     _Atomic uint64_t budget_exceeded;
     _Atomic uint64_t diet_steps;
     _Atomic uint64_t decay_purged_bytes;
+    _Atomic uint64_t scavenged_bytes;
 };
 extern struct hak_counters hak_counters;
 #define HAK_COUNT(field, n) atomic_fetch_add_explicit(&hak_counters.field, (n), memory_order_relaxed)

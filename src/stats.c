@@ -63,6 +63,7 @@ HAK_EXPORT void hakmem_stats_get(struct hakmem_stats *out)
     out->budget_exceeded = LOAD(budget_exceeded);
     out->diet_steps = LOAD(diet_steps);
     out->decay_purged_bytes = LOAD(decay_purged_bytes);
+    out->scavenged_bytes = LOAD(scavenged_bytes);
 }
 
 static double mib(uint64_t bytes)
@@ -99,7 +100,8 @@ HAK_EXPORT void hakmem_print_summary(int fd)
         if (t != 2)
             hak_fdprintf(fd, " %s %.1f MiB", tier_names[t],
                          mib(s.tier_mapped[t] > s.tier_purged[t] ? s.tier_mapped[t] - s.tier_purged[t] : 0));
-    hak_fdprintf(fd, "; %.1f MiB purged by decay\n", mib(s.decay_purged_bytes));
+    hak_fdprintf(fd, "; %.1f MiB purged by decay, %.1f MiB scavenged from slabs in use\n", mib(s.decay_purged_bytes),
+                 mib(s.scavenged_bytes));
     if (s.budget_exceeded || s.diet_steps)
         hak_fdprintf(fd, "hakmem:   RSS budget: exceeded at %llu checks, %llu diet steps\n",
                      (unsigned long long)s.budget_exceeded, (unsigned long long)s.diet_steps);

@@ -42,14 +42,20 @@ static struct slab_list dirty;
 static size_t dirty_bytes;
 static _Atomic size_t dirty_count;
 static uint32_t decay_ms;
-static size_t slabs_in_use;
+/* Read without the lock by hak_ss_slab_bytes(). */
+static _Atomic size_t slabs_in_use;
 /* Dirty bytes allowed: 1 MiB plus an eighth of the slab memory in use,
  * so a small program keeps little and a large one avoids most purge and
  * refault pairs (python3.11 demo, 100 MB of slabs: 30 078 purges at
  * decay 0, 13 015 with a fixed 4 MiB allowance, 7 595 with 16 MiB). */
 static size_t dirty_max(void)
 {
-    return HAK_MiB + slabs_in_use * HAK_SLAB_SIZE / 8;
+    return HAK_MiB + hak_ss_slab_bytes() / 8;
+}
+
+size_t hak_ss_slab_bytes(void)
+{
+    return atomic_load_explicit(&slabs_in_use, memory_order_relaxed) * HAK_SLAB_SIZE;
 }
 
 /* The SuperSlab header (slab records and fields), in whole pages. */
@@ -125,11 +131,18 @@ static size_t slab_touched(const struct hak_slab *slab)
     return hak_align_up((size_t)(slab->bump - hak_slab_base(slab)), HAK_PAGE);
 }
 
+/* What a free slab may still hold resident: its touched pages less those
+ * its owner already scavenged (tiny.c). */
+static size_t slab_dirty_bytes(const struct hak_slab *slab)
+{
+    return slab_touched(slab) - (size_t)__builtin_popcount(slab->scav_mask) * HAK_PAGE;
+}
+
 static void dirty_append(struct hak_slab *slab, uint32_t now)
 {
     slab->released_ms = now;
     slab_append(&dirty, slab, HAK_SLAB_DIRTY);
-    dirty_bytes += slab_touched(slab);
+    dirty_bytes += slab_dirty_bytes(slab);
     atomic_store_explicit(&dirty_count, atomic_load_explicit(&dirty_count, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 }
@@ -137,18 +150,31 @@ static void dirty_append(struct hak_slab *slab, uint32_t now)
 static void dirty_remove(struct hak_slab *slab)
 {
     slab_remove(&dirty, slab);
-    dirty_bytes -= slab_touched(slab);
+    dirty_bytes -= slab_dirty_bytes(slab);
     atomic_store_explicit(&dirty_count, atomic_load_explicit(&dirty_count, memory_order_relaxed) - 1,
                           memory_order_relaxed);
 }
 
-/* Under ss_lock: a free slab can be carved by no one meanwhile. */
+/* Under ss_lock: a free slab can be carved by no one meanwhile. Pages
+ * its owner scavenged are purged already and counted in purged_pages. */
 static void purge_slab_locked(struct hak_slab *slab)
 {
-    size_t touched = slab_touched(slab);
+    size_t pages = slab_touched(slab) / HAK_PAGE;
+    char *base = hak_slab_base(slab);
     dirty_remove(slab);
-    hak_os_purge(hak_slab_base(slab), touched, HAK_PT_TINY);
-    slab->purged_pages = (uint16_t)(slab->purged_pages + touched / HAK_PAGE);
+    for (size_t i = 0; i < pages;) {
+        if (slab->scav_mask & (1u << i)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < pages && !(slab->scav_mask & (1u << j)))
+            j++;
+        hak_os_purge(base + i * HAK_PAGE, (j - i) * HAK_PAGE, HAK_PT_TINY);
+        slab->purged_pages = (uint16_t)(slab->purged_pages + (j - i));
+        i = j;
+    }
+    slab->scav_mask = 0;
 }
 
 /* Purge dirty slabs past the decay time, and the oldest ones while the
@@ -293,7 +319,7 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
     if (ss->slabs[index].list == HAK_SLAB_DIRTY)
         dirty_remove(&ss->slabs[index]);
     ss->free_mask &= ~(1u << index);
-    slabs_in_use++;
+    atomic_fetch_add_explicit(&slabs_in_use, 1, memory_order_relaxed);
     ss->free_slabs--;
     if (ss->tier == HAK_SS_DRAINING && HAK_SS_USABLE_SLABS - ss->free_slabs >= tier_up_slabs)
         set_tier(ss, HAK_SS_HOT);
@@ -316,6 +342,8 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
     slab->end = base + HAK_SLAB_SIZE / block_size * block_size;
     slab->free_list = NULL;
     slab->used = 0;
+    slab->scav_mask = 0; /* counted in purged_pages, reused above */
+    slab->scav_freed = 0;
     slab->list = HAK_SLAB_UNLISTED;
     slab->next = slab->prev = NULL;
     atomic_store_explicit(&slab->remote_head, NULL, memory_order_relaxed);
@@ -341,11 +369,11 @@ void hak_ss_release_slab(struct hak_slab *slab)
      * touched part when the decay purges it. */
     if (touched < HAK_SLAB_SIZE) {
         hak_os_purge_accounting(base + touched, HAK_SLAB_SIZE - touched, HAK_PT_TINY);
-        slab->purged_pages = (uint16_t)((HAK_SLAB_SIZE - touched) / HAK_PAGE);
+        slab->purged_pages = (uint16_t)(slab->purged_pages + (HAK_SLAB_SIZE - touched) / HAK_PAGE);
     }
 
     pthread_mutex_lock(&ss_lock);
-    if (touched) {
+    if (slab_dirty_bytes(slab)) {
         uint32_t now = (uint32_t)hak_now_ms();
         dirty_append(slab, now);
         decay_locked(now, dirty_max());
@@ -355,7 +383,7 @@ void hak_ss_release_slab(struct hak_slab *slab)
     else
         mid_slab_blocks -= HAK_SLAB_SIZE / slab->block_size;
     ss->free_mask |= 1u << index;
-    slabs_in_use--;
+    atomic_fetch_sub_explicit(&slabs_in_use, 1, memory_order_relaxed);
     ss->free_slabs++;
     if (ss->tier == HAK_SS_HOT && HAK_SS_USABLE_SLABS - ss->free_slabs <= tier_down_slabs)
         set_tier(ss, HAK_SS_DRAINING);

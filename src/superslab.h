@@ -60,6 +60,13 @@ struct hak_slab {
     _Atomic uint32_t remote_count;    /* approximate: only paces draining */
     _Atomic(struct hak_heap *) owner; /* owner heap, for remote frees to notify; NULL with owner_tp */
     uint32_t released_ms;             /* free and dirty: when it was released (decay) */
+    /* Owner only. Pages of an in-use slab that held only free blocks and
+     * were purged (tiny.c, scavenge): their blocks are off the free list
+     * until the page is reclaimed. Bit i: the slab's i-th page. */
+    uint16_t scav_mask;
+    /* Blocks freed into the slab since it was last scavenged (saturates):
+     * a slab nobody freed into has no new free page to find. */
+    uint16_t scav_freed;
 } __attribute__((aligned(128)));
 /* A power of two: free finds the slab with a shift and a mask. */
 _Static_assert(sizeof(struct hak_slab) == 128, "hak_slab_of assumes 128-byte slab records");
@@ -177,6 +184,8 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
+/* Bytes of slabs carved for a class (in use), read without the lock. */
+size_t hak_ss_slab_bytes(void);
 /* Purge the free slabs idle past HAKMEM_TINY_DECAY_MS (cheap when none). */
 void hak_ss_decay(void);
 /* Clear the owner of every slab `heap` owns (fork child, no other thread). */

@@ -2,7 +2,9 @@
 (tests/c/pools.c): class boundaries, L25 chunk reuse, the TLS ring of
 cross-thread Mid frees, the capacity caps, a budget under the live data
 (reported, not fatal) and one over it (kept), purge after the decay time,
-malloc_trim, and the per-tier resident estimate against the measured RSS.
+malloc_trim, the scavenging of free pages inside slabs in use (the
+survivors intact, the purged blocks handed out again once each), and the
+per-tier resident estimate against the measured RSS.
 With root, bpftrace checks that the os_* probes add up, tier by tier, to
 the same resident estimate as hakmem's counters, and sees the ring flush."""
 import re
@@ -26,6 +28,7 @@ SUBTESTS = {
     "idle_quiet_nothread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200",
                             "HAKMEM_DECAY_THREAD": "0"},
     "trim": {},
+    "scavenge": {},
     "tier_rss": {},
 }
 
