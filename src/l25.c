@@ -203,6 +203,9 @@ static size_t empty_chunks;
 static size_t live_bytes;  /* live or thread-cached */
 static size_t live_blocks; /* what HAKMEM_CAP_LARGE caps */
 static size_t dirty_bytes; /* free and resident */
+/* Trips to the pool for blocks: counted under the lock and published
+ * with the others, not with a locked add of their own. */
+static uint64_t refills;
 static _Atomic uint32_t last_tick_ms;
 static bool enabled;
 
@@ -570,6 +573,7 @@ static void publish_stats(void)
     atomic_store_explicit(&hak_counters.l25_live_bytes, live_bytes, memory_order_relaxed);
     atomic_store_explicit(&hak_counters.l25_free_resident, dirty_bytes, memory_order_relaxed);
     atomic_store_explicit(&hak_counters.l25_chunks, mapped_chunks, memory_order_relaxed);
+    atomic_store_explicit(&hak_counters.l25_refills, refills, memory_order_relaxed);
 }
 
 static void tcache_register(struct l25_tcache *tc)
@@ -712,6 +716,8 @@ static void *l25_alloc(size_t size)
     }
     if (n > 1 && !tc->registered)
         tcache_register(tc);
+    if (n)
+        refills++;
     maybe_tick(now);
     publish_stats();
     l25_lock_drop();
@@ -725,7 +731,6 @@ static void *l25_alloc(size_t size)
         tc->cls[tc->count++] = (uint8_t)c;
         tc->bytes += class_size[c];
     }
-    HAK_COUNT(l25_refills, 1);
     hak_hist(HAK_PT_L25, class_size[c], n);
     HAK_PROBE(pool_refill, HAK_PT_L25, c, n, HAK_REFILL_PARTIAL);
     return got[0];
