@@ -83,6 +83,10 @@ static void *decay_thread_main(void *arg)
     struct timespec pause = {decay_interval_ms / 1000, (long)(decay_interval_ms % 1000) * 1000000L};
     for (;;) {
         nanosleep(&pause, NULL);
+        /* Threads that made no slow-path call for a whole tick: their
+         * caches go back first, so that this pass purges them. */
+        hak_small_reclaim_idle();
+        hak_l25_reclaim_idle();
         decay_all_tiers();
         if (budget_bytes)
             hak_budget_check((uint32_t)hak_now_ms());

@@ -169,6 +169,73 @@ void hak_decay_thread_after_fork(void);
 void hak_small_lock_all(void);
 void hak_small_unlock_all(void);
 void hak_small_reset_after_fork(void);
+/* Decay thread: the caches of threads idle for a tick go back (tiny.c,
+ * l25.c). */
+void hak_small_reclaim_idle(void);
+void hak_l25_reclaim_idle(void);
+/* The heavy half of an asymmetric fence (membarrier, os.c): every thread
+ * of the process runs a full barrier before it returns. False when the
+ * kernel refuses it. */
+bool hak_membarrier(void);
+
+/* The idle gate of a thread's caches (a SuperSlab heap, an L25 cache): the
+ * thread passes it on entering the paths that edit them (hak_gate_enter,
+ * with its busy flag), and the decay thread closes it to hand back the
+ * caches of a thread that has not passed it for a whole tick. A Dekker
+ * handshake whose heavy half is the decay thread's hak_membarrier: the
+ * thread's store of busy and load of `closed` need no fence, and either
+ * the decay thread sees busy and leaves the caches alone, or the thread
+ * sees `closed` and waits for the gate to open. */
+struct hak_idle_gate {
+    _Atomic uint32_t closed;
+    _Atomic uint32_t entries;
+    uint32_t entries_seen, entries_reclaimed; /* the decay thread's, under the owner list's lock */
+};
+
+void hak_gate_wait(struct hak_idle_gate *gate);
+
+static inline void hak_gate_enter(_Atomic uint8_t *busy, struct hak_idle_gate *gate)
+{
+    atomic_store_explicit(busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (HAK_UNLIKELY(atomic_load_explicit(&gate->closed, memory_order_acquire)))
+        hak_gate_wait(gate);
+    atomic_store_explicit(&gate->entries, atomic_load_explicit(&gate->entries, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline void hak_gate_leave(_Atomic uint8_t *busy)
+{
+    atomic_store_explicit(busy, 0, memory_order_release);
+}
+
+/* Decay thread: close the gate of caches not entered since the last tick
+ * (and not reclaimed since); true when closed. Then one hak_membarrier for
+ * all, then hak_gate_owned for each, then hak_gate_open. */
+static inline bool hak_gate_close_if_quiet(struct hak_idle_gate *gate)
+{
+    uint32_t entries = atomic_load_explicit(&gate->entries, memory_order_relaxed);
+    bool quiet = entries == gate->entries_seen;
+    gate->entries_seen = entries;
+    if (!quiet || entries == gate->entries_reclaimed)
+        return false;
+    atomic_store_explicit(&gate->closed, 1, memory_order_relaxed);
+    return true;
+}
+
+/* After the membarrier: the thread is outside (acquire: its last pass
+ * happens before what the decay thread does next). */
+static inline bool hak_gate_owned(_Atomic uint8_t *busy)
+{
+    return !atomic_load_explicit(busy, memory_order_acquire);
+}
+
+static inline void hak_gate_open(struct hak_idle_gate *gate, bool reclaimed)
+{
+    if (reclaimed)
+        gate->entries_reclaimed = gate->entries_seen;
+    atomic_store_explicit(&gate->closed, 0, memory_order_release);
+}
 /* Largest request the small tier serves for a given alignment, 0 if none. */
 bool hak_small_can_align(size_t size, size_t align);
 

@@ -140,14 +140,15 @@ struct l25_tcache {
     bool registered;
     uint8_t last_miss;              /* class + 1 of the last cache miss, 0 none */
     struct l25_tcache *next, *prev; /* every thread's cache (fork child flush) */
-    uint8_t *busy;                  /* its thread's l25_busy */
+    _Atomic uint8_t *busy;          /* its thread's l25_busy */
+    struct hak_idle_gate gate;      /* passed by l25_enter (hak_l25_reclaim_idle) */
 };
 
 static HAK_TLS struct l25_tcache l25_tc;
 /* Set while the thread is inside the pool (its cache or lock): a malloc
  * re-entering from a signal handler goes to the Large tier, a free waits
  * on `deferred` (linked through the blocks) until the next pool call. */
-static HAK_TLS uint8_t l25_busy;
+static HAK_TLS _Atomic uint8_t l25_busy;
 /* Pool calls of the thread: the cross-tier maintenance (two clock reads)
  * runs on every MAINTAIN_EVERY-th. */
 static HAK_TLS uint32_t l25_calls;
@@ -359,7 +360,7 @@ static void unmap_chunk(struct l25_chunk *chunk, int reason)
     if (chunk->next)
         chunk->next->prev = chunk->prev;
     hak_ss_map[(uintptr_t)chunk >> HAK_SS_SHIFT] = 0;
-    mapped_chunks--;
+    __atomic_store_n(&mapped_chunks, mapped_chunks - 1, __ATOMIC_RELAXED); /* read unlocked by hak_l25_decay */
     empty_chunks--;
     HAK_PROBE(l25_chunk_unmap, chunk, resident, reason);
     hak_os_unmap(chunk, HAK_SS_SIZE, HAK_PT_L25);
@@ -393,7 +394,7 @@ static bool grow(unsigned c, int *reason)
         if (chunks)
             chunks->prev = chunk;
         chunks = chunk;
-        mapped_chunks++;
+        __atomic_store_n(&mapped_chunks, mapped_chunks + 1, __ATOMIC_RELAXED);
         chunk->is_empty = 0;
         chunk_set_empty(chunk, true, now);
         hak_ss_map[(uintptr_t)chunk >> HAK_SS_SHIFT] = HAK_MAP_L25;
@@ -576,6 +577,22 @@ static void publish_stats(void)
     atomic_store_explicit(&hak_counters.l25_refills, refills, memory_order_relaxed);
 }
 
+static bool l25_busy_now(void)
+{
+    return atomic_load_explicit(&l25_busy, memory_order_relaxed) != 0;
+}
+
+static void l25_leave(void)
+{
+    hak_gate_leave(&l25_busy);
+}
+
+/* Entering a pool call, through the cache's idle gate (hak_l25_reclaim_idle). */
+static void l25_enter(void)
+{
+    hak_gate_enter(&l25_busy, &l25_tc.gate);
+}
+
 static void tcache_register(struct l25_tcache *tc)
 {
     tc->registered = true;
@@ -627,17 +644,17 @@ static void *l25_alloc(size_t size);
 
 bool hak_l25_busy(void)
 {
-    return l25_busy != 0;
+    return l25_busy_now();
 }
 
 void *hak_l25_alloc(size_t size)
 {
-    if (l25_busy) {
+    if (l25_busy_now()) {
         HAK_COUNT(l25_fallbacks, 1);
         HAK_PROBE(pool_fallback, HAK_PT_L25, HAK_FALLBACK_REENTRANT, size, HAK_PT_LARGE);
         return NULL;
     }
-    l25_busy = 1;
+    l25_enter();
     if (HAK_UNLIKELY(deferred != NULL))
         drain_deferred();
     uint64_t t0 = hak_timing_start();
@@ -651,7 +668,7 @@ void *hak_l25_alloc(size_t size)
         rec->freed_ms = (uint32_t)(weight >> 10 ? weight >> 10 : 1);
         hak_sample_alloc(p, (size_t)rec->len * HAK_PAGE, (uint64_t)rec->freed_ms << 10, HAK_PT_L25);
     }
-    l25_busy = 0;
+    l25_leave();
     if (p && ++l25_calls % MAINTAIN_EVERY == 0)
         hak_maintenance();
     return p;
@@ -738,16 +755,16 @@ static void *l25_alloc(size_t size)
 
 void hak_l25_free(void *p)
 {
-    if (l25_busy) {
+    if (l25_busy_now()) {
         *(void **)p = deferred;
         deferred = p;
         return;
     }
-    l25_busy = 1;
+    l25_enter();
     if (HAK_UNLIKELY(deferred != NULL))
         drain_deferred();
     l25_free_locked_out(p);
-    l25_busy = 0;
+    l25_leave();
     if (++l25_calls % MAINTAIN_EVERY == 0)
         hak_maintenance();
 }
@@ -816,9 +833,9 @@ bool hak_l25_is_live(const void *p)
 void hak_l25_thread_flush(bool exiting)
 {
     struct l25_tcache *tc = &l25_tc;
-    if (l25_busy)
+    if (l25_busy_now())
         return; /* a signal handler inside the pool: the cache is mid-edit */
-    l25_busy = 1;
+    l25_enter();
     if (deferred)
         drain_deferred();
     if (tc->count || tc->registered) {
@@ -832,38 +849,65 @@ void hak_l25_thread_flush(bool exiting)
     }
     if (exiting)
         tc->exited = true;
-    l25_busy = 0;
+    l25_leave();
 }
 
 void hak_l25_decay(void)
 {
     uint32_t now = (uint32_t)hak_now_ms();
-    if (l25_busy || !__atomic_load_n(&mapped_chunks, __ATOMIC_RELAXED) ||
+    if (l25_busy_now() || !__atomic_load_n(&mapped_chunks, __ATOMIC_RELAXED) ||
         now - atomic_load_explicit(&last_tick_ms, memory_order_relaxed) < 50)
         return;
-    l25_busy = 1;
+    l25_enter();
     l25_lock_take();
     maybe_tick((uint32_t)hak_now_ms());
     publish_stats();
     l25_lock_drop();
-    l25_busy = 0;
+    l25_leave();
+}
+
+/* Decay thread: the cache of a thread that made no pool call since the
+ * last tick goes back to the chunks, dated a decay time ago so that the
+ * decay pass that follows purges it. A thread keeps up to
+ * HAKMEM_WMAX_LARGE bytes there (2 MiB by default). */
+void hak_l25_reclaim_idle(void)
+{
+    struct l25_tcache *idle[64];
+    uint32_t n = 0;
+    l25_lock_take();
+    for (struct l25_tcache *tc = tcaches; tc && n < 64; tc = tc->next)
+        if (hak_gate_close_if_quiet(&tc->gate))
+            idle[n++] = tc;
+    bool fenced = n && hak_membarrier();
+    uint32_t now = (uint32_t)hak_now_ms();
+    for (uint32_t i = 0; i < n; i++) {
+        struct l25_tcache *tc = idle[i];
+        bool owned = fenced && hak_gate_owned(tc->busy);
+        if (owned && tc->count) {
+            HAK_PROBE(pool_spill, HAK_PT_L25, tc->cls[0], tc->count, HAK_SPILL_IDLE);
+            tcache_spill_locked(tc, tc->count, now - decay_ms);
+        }
+        hak_gate_open(&tc->gate, owned);
+    }
+    publish_stats();
+    l25_lock_drop();
 }
 
 /* malloc_trim and the RSS budget: the calling thread's cache goes back,
  * every free page is purged and every empty chunk unmapped. */
 size_t hak_l25_trim(void)
 {
-    if (l25_busy)
+    if (l25_busy_now())
         return 0;
     hak_l25_thread_flush(false);
-    l25_busy = 1;
+    l25_enter();
     l25_lock_take();
     size_t before = dirty_bytes;
     decay_locked((uint32_t)hak_now_ms(), true);
     size_t released = before - dirty_bytes;
     publish_stats();
     l25_lock_drop();
-    l25_busy = 0;
+    l25_leave();
     return released;
 }
 
@@ -871,14 +915,14 @@ size_t hak_l25_trim(void)
  * (thread caches left alone). */
 void hak_l25_purge_all(void)
 {
-    if (l25_busy)
+    if (l25_busy_now())
         return;
-    l25_busy = 1;
+    l25_enter();
     l25_lock_take();
     decay_locked((uint32_t)hak_now_ms(), true);
     publish_stats();
     l25_lock_drop();
-    l25_busy = 0;
+    l25_leave();
 }
 
 void hak_l25_lock_all(void)

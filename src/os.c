@@ -3,7 +3,11 @@
  * and the resident memory of each tier can be derived from their
  * arguments alone (mapped - unmapped - purged). */
 #include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "hakmem_internal.h"
 #include "probes.h"
@@ -106,4 +110,25 @@ void hak_os_hugepage(void *p, size_t bytes, bool on)
     int saved = errno;
     madvise(p, bytes, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     errno = saved;
+}
+
+/* MEMBARRIER_CMD_PRIVATE_EXPEDITED: an IPI to every CPU running one of the
+ * process's threads (a thread not running passed a context switch, itself
+ * a barrier). Registered on first use, and again in a fork child, whose
+ * new mm starts unregistered. */
+bool hak_membarrier(void)
+{
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+        return true;
+    int saved = errno;
+    bool ok = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+              syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+    errno = saved;
+    return ok;
+}
+
+void hak_gate_wait(struct hak_idle_gate *gate)
+{
+    while (atomic_load_explicit(&gate->closed, memory_order_acquire))
+        sched_yield();
 }

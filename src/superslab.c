@@ -190,6 +190,15 @@ static void decay_locked(uint32_t now, size_t limit)
     }
 }
 
+void hak_ss_purge_dirty(void)
+{
+    if (!atomic_load_explicit(&dirty_count, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&ss_lock);
+    decay_locked((uint32_t)hak_now_ms(), 0);
+    pthread_mutex_unlock(&ss_lock);
+}
+
 void hak_ss_decay(void)
 {
     if (!atomic_load_explicit(&dirty_count, memory_order_relaxed))

@@ -29,12 +29,16 @@ SUBTESTS = {
                             "HAKMEM_DECAY_THREAD": "0"},
     "trim": {},
     "scavenge": {},
+    "idle_thread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200"},
+    "idle_thread_nothread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200",
+                             "HAKMEM_DECAY_THREAD": "0"},
     "tier_rss": {},
 }
 
 
 def subtest_of(name):
-    return {"ring_off": "ring", "idle_quiet_nothread": "idle_quiet"}.get(name, name)
+    return {"ring_off": "ring", "idle_quiet_nothread": "idle_quiet",
+            "idle_thread_nothread": "idle_thread"}.get(name, name)
 
 
 def test_pools_subtest_list():

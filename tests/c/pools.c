@@ -14,6 +14,11 @@
  *                call (HAKMEM_TINY_DECAY_MS=200)
  *   idle_quiet   ... with no call at all: the decay thread purges it
  *   trim         malloc_trim(0) returns it at once
+ *   idle_thread  a thread that stops calling the allocator: the decay thread
+ *                hands its L25 cache and magazines back (with
+ *                HAKMEM_DECAY_THREAD=0 they stay), and the thread's next
+ *                calls work on; threads that pause and resume around the
+ *                decay ticks meanwhile keep their data intact
  *   scavenge     freeing 90 % of a class's blocks at random purges the pages
  *                of its slabs left holding only free blocks, the 10 % keep
  *                their contents, and the purged blocks come back, once
@@ -327,6 +332,110 @@ static void t_trim(void)
         CHECK(hk_stats().l25_free_resident == 0, "L25 free pages still resident after malloc_trim");
 }
 
+/* idle_thread: the worker fills its caches, reports, sleeps, then checks
+ * that its allocations still work. */
+static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+static int idle_stage;
+
+static void idle_wait_stage(int stage)
+{
+    pthread_mutex_lock(&idle_mu);
+    while (idle_stage < stage)
+        pthread_cond_wait(&idle_cv, &idle_mu);
+    pthread_mutex_unlock(&idle_mu);
+}
+
+static void idle_set_stage(int stage)
+{
+    pthread_mutex_lock(&idle_mu);
+    idle_stage = stage;
+    pthread_cond_broadcast(&idle_cv);
+    pthread_mutex_unlock(&idle_mu);
+}
+
+/* Blocks of `size` (n of them), written, checked, freed: the frees fill
+ * the thread's cache of that class. */
+static void cycle_blocks(size_t size, int n, uint64_t seed)
+{
+    char *v[64];
+    for (int i = 0; i < n; i++) {
+        v[i] = malloc(size);
+        REQUIRE(v[i], "malloc(%zu)", size);
+        fill_pattern(v[i], size, seed + (uint64_t)i);
+    }
+    for (int i = 0; i < n; i++) {
+        CHECK(check_pattern(v[i], size, seed + (uint64_t)i) == -1, "%zu-byte block %d changed", size, i);
+        free(v[i]);
+    }
+}
+
+static void *idle_worker(void *arg)
+{
+    (void)arg;
+    cycle_blocks(200 * KiB, 8, 1); /* L25: ~1.6 MiB cached */
+    cycle_blocks(12 * KiB, 40, 2); /* Mid: SLL then magazine */
+    cycle_blocks(3 * KiB, 64, 3);
+    idle_set_stage(1);
+    idle_wait_stage(2); /* no allocator call meanwhile */
+    cycle_blocks(200 * KiB, 8, 4);
+    cycle_blocks(12 * KiB, 40, 5);
+    return NULL;
+}
+
+/* Bursts of allocation separated by pauses about as long as a decay tick,
+ * so that the decay thread finds the thread idle, then busy again, while
+ * it reclaims: every block must come back intact. */
+static void *pausing_worker(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg * 1000;
+    for (int round = 0; round < 12; round++) {
+        cycle_blocks(100 * KiB + (size_t)round * 4096, 6, seed + (uint64_t)round);
+        cycle_blocks(6 * KiB, 48, seed + 100 + (uint64_t)round);
+        usleep((useconds_t)(60 + 17 * (round % 5)) * 1000);
+    }
+    return NULL;
+}
+
+static void t_idle_thread(void)
+{
+    free(malloc(100)); /* the decay thread starts at a slow path */
+    pthread_t worker;
+    REQUIRE(pthread_create(&worker, NULL, idle_worker, NULL) == 0, "pthread_create");
+    idle_wait_stage(1);
+    int decay_thread = !getenv("HAKMEM_DECAY_THREAD") || strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") != 0;
+    struct hakmem_stats before = hk_stats(), after = before;
+    /* Two decay ticks at least (every 100 ms with HAKMEM_TINY_DECAY_MS=200,
+     * 500 ms by default): one to see the thread quiet, one to reclaim. */
+    for (int waited = 0; waited < (decay_thread ? 3000 : 700); waited += 50) {
+        usleep(50 * 1000);
+        after = hk_stats();
+        if (after.l25_live_bytes < before.l25_live_bytes)
+            break;
+    }
+    idle_set_stage(2);
+    REQUIRE(pthread_join(worker, NULL) == 0, "pthread_join");
+    printf("idle_thread l25_out_before=%llu l25_out_after=%llu decay_thread=%d\n",
+           (unsigned long long)before.l25_live_bytes, (unsigned long long)after.l25_live_bytes, decay_thread);
+    if (hk_have_api()) {
+        CHECK(before.l25_live_bytes >= MiB, "the worker's L25 cache held %llu KiB, want >= 1 MiB",
+              (unsigned long long)(before.l25_live_bytes / KiB));
+        if (decay_thread)
+            CHECK(after.l25_live_bytes + 256 * KiB <= before.l25_live_bytes / 4,
+                  "an idle thread's L25 cache kept %llu of %llu KiB for 3 s",
+                  (unsigned long long)(after.l25_live_bytes / KiB), (unsigned long long)(before.l25_live_bytes / KiB));
+        else
+            CHECK(after.l25_live_bytes == before.l25_live_bytes,
+                  "no decay thread, yet the L25 bytes out went from %llu to %llu KiB",
+                  (unsigned long long)(before.l25_live_bytes / KiB), (unsigned long long)(after.l25_live_bytes / KiB));
+    }
+    pthread_t pausing[3];
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_create(&pausing[i], NULL, pausing_worker, (void *)(uintptr_t)(i + 1)) == 0, "pthread_create");
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_join(pausing[i], NULL) == 0, "pthread_join");
+}
+
 /* Survivors of a random 90 % free, blocks of `size` bytes. */
 struct sparse {
     char **block;
@@ -559,6 +668,7 @@ int main(int argc, char **argv)
         {"idle_quiet", t_idle_quiet},
         {"trim", t_trim},
         {"scavenge", t_scavenge},
+        {"idle_thread", t_idle_thread},
         {"tier_rss", t_tier_rss},
         {"knobs", t_knobs},
         {"leak", t_leak},
