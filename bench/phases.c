@@ -9,7 +9,10 @@
  *   idle      sleep 1.5 s (BENCH_IDLE_S) in slices, calling nothing, so only
  *             time-based purging (decay timers, background threads) can act
  * RSS after each phase is reported as rss_<phase>_kb; end_rss_kb is the RSS
- * after idle, next to the ~1% of bytes still live. The sizes do not scale:
+ * after idle, next to the ~1% of bytes still live. rss_start_kb is the RSS
+ * before the first allocation, and live_pages_kb the 4 KiB pages the
+ * survivors touch: the least any allocator that does not move blocks can
+ * keep resident for them (the survivors are spread over the first fill). The sizes do not scale:
  * the scale argument only shortens the idle time below scale 0.5.
  * seconds covers the work, not the idle sleep; an op is a malloc or free. */
 #include "bench_common.h"
@@ -27,6 +30,12 @@ static void *make(size_t size)
     bench_touch(p, size, 0x5a);
     p[0] = (uint32_t)size;
     return p;
+}
+
+static int cmp_uintptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 static size_t size_of(const void *p)
@@ -47,6 +56,7 @@ int main(int argc, char **argv)
     bench_rng r;
     rng_seed(&r, 9);
 
+    long rss_start = bench_rss_kb();
     double t0 = bench_now();
     while (live < FILL_BYTES && count < MAX_OBJECTS) {
         objs[count] = make(size_table_pick(&tables[0], &r));
@@ -107,12 +117,22 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < kept; i++)
         if (size_of(keep[i]) < 8 || size_of(keep[i]) > 65536)
             bench_die("survivor check", i);
+    size_t npages = 0;
+    uintptr_t *pages = bench_map((kept * 17 + 1) * sizeof *pages);
+    for (size_t i = 0; i < kept; i++)
+        for (uintptr_t pg = (uintptr_t)keep[i] >> 12; pg <= ((uintptr_t)keep[i] + size_of(keep[i]) - 1) >> 12; pg++)
+            pages[npages++] = pg;
+    qsort(pages, npages, sizeof *pages, cmp_uintptr);
+    size_t distinct = 0;
+    for (size_t i = 0; i < npages; i++)
+        distinct += i == 0 || pages[i] != pages[i - 1];
     char extra[256];
     snprintf(extra, sizeof extra,
              " rss_fill_kb=%ld rss_freemost_kb=%ld rss_other_kb=%ld rss_keep1_kb=%ld"
-             " rss_idle_kb=%ld live_fill_bytes=%llu live_other_bytes=%llu idle_seconds=%.1f",
+             " rss_idle_kb=%ld live_fill_bytes=%llu live_other_bytes=%llu idle_seconds=%.1f"
+             " rss_start_kb=%ld live_pages_kb=%zu",
              rss_fill, rss_freemost, rss_other, rss_keep1, rss_idle, (unsigned long long)live_fill,
-             (unsigned long long)live_other, idle);
+             (unsigned long long)live_other, idle, rss_start, distinct * 4);
     bench_result("phases", 1, seconds, ops, rss_idle, live, extra);
     return 0;
 }
