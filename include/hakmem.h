@@ -16,8 +16,8 @@ extern "C" {
 #endif
 
 #define HAKMEM_VERSION_MAJOR 0
-#define HAKMEM_VERSION_MINOR 3
-#define HAKMEM_VERSION_PATCH 1
+#define HAKMEM_VERSION_MINOR 4
+#define HAKMEM_VERSION_PATCH 0
 
 /* "0.1.0 (usdt=1 stats=0 debug=0)": version plus the build switches. */
 const char *hakmem_version(void);

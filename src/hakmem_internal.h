@@ -189,10 +189,14 @@ bool hak_membarrier(void);
 struct hak_idle_gate {
     _Atomic uint32_t closed;
     _Atomic uint32_t entries;
-    uint32_t entries_seen, entries_reclaimed; /* the decay thread's, under the owner list's lock */
+    uint32_t entries_seen, entries_reclaimed; /* the decay thread's, under the owner list's lock
+                                                 (a recycled heap's start from its last thread's:
+                                                 at worst one tick later) */
 };
 
 void hak_gate_wait(struct hak_idle_gate *gate);
+/* A waiter's pause in its `round`-th round: sched_yield, then short naps. */
+void hak_backoff(unsigned round);
 
 static inline void hak_gate_enter(_Atomic uint8_t *busy, struct hak_idle_gate *gate)
 {

@@ -35,7 +35,6 @@
  * thread cache); past it, and with 0, the Large tier serves. */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -165,21 +164,22 @@ static HAK_TLS void *deferred;
  * taking it is on the path of most L25 calls: bench mixed_l25 (scale 1,
  * 7 interleaved runs) took 0.358 s median with the mutex, whose unlock is
  * a second atomic instruction, and 0.332 s with this (tcmalloc 0.335).
- * A waiter that spins past SPIN_TRIES yields the CPU, so a holder that
- * was preempted gets it back. */
+ * A waiter that spins past SPIN_TRIES yields the CPU, then naps
+ * (hak_backoff), so a holder that was preempted, even by a waiter of a
+ * higher real-time priority, gets it back. */
 static _Atomic uint32_t l25_lock;
 #define SPIN_TRIES 128
 
 static HAK_NOINLINE void l25_lock_contended(void)
 {
-    for (;;) {
+    for (unsigned round = 0;; round++) {
         for (int i = 0; i < SPIN_TRIES; i++) {
             if (!atomic_load_explicit(&l25_lock, memory_order_relaxed) &&
                 !atomic_exchange_explicit(&l25_lock, 1, memory_order_acquire))
                 return;
             __builtin_ia32_pause();
         }
-        sched_yield();
+        hak_backoff(round);
     }
 }
 
@@ -893,8 +893,9 @@ void hak_l25_decay(void)
 
 /* Decay thread: the cache of a thread that made no pool call since the
  * last tick goes back to the chunks, dated a decay time ago so that the
- * decay pass that follows purges it. A thread keeps up to
- * HAKMEM_WMAX_LARGE bytes there (2 MiB by default). */
+ * decay pass that follows purges it (with any free neighbour a span merges
+ * into, which the allowance would purge oldest-first anyway). A thread
+ * keeps up to HAKMEM_WMAX_LARGE bytes there (2 MiB by default). */
 void hak_l25_reclaim_idle(void)
 {
     struct l25_tcache *idle[64];

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hakmem_internal.h"
@@ -127,8 +128,20 @@ bool hak_membarrier(void)
     return ok;
 }
 
+/* Yields first; after a while sleeps, so that a waiter of a higher
+ * real-time priority does not keep the decay thread from the CPU. */
 void hak_gate_wait(struct hak_idle_gate *gate)
 {
-    while (atomic_load_explicit(&gate->closed, memory_order_acquire))
+    for (unsigned round = 0; atomic_load_explicit(&gate->closed, memory_order_acquire); round++)
+        hak_backoff(round);
+}
+
+void hak_backoff(unsigned round)
+{
+    if (round < 64) {
         sched_yield();
+    } else {
+        struct timespec nap = {0, 50 * 1000};
+        nanosleep(&nap, NULL);
+    }
 }

@@ -184,9 +184,10 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
-/* Purge every free slab now (after an idle thread's slabs came back). */
+/* Purge every free slab now (the decay thread, after an idle thread's
+ * caches came back). */
 void hak_ss_purge_dirty(void);
-/* Bytes of slabs carved for a class (in use), read without the lock. */
+/* Bytes of slabs in use (carved for any class), read without the lock. */
 size_t hak_ss_slab_bytes(void);
 /* Purge the free slabs idle past HAKMEM_TINY_DECAY_MS (cheap when none). */
 void hak_ss_decay(void);
