@@ -188,19 +188,37 @@ void hak_large_decay(void)
     pthread_mutex_unlock(&large_lock);
 }
 
-/* Best fit among cached mappings no more than 25 % larger than needed. */
+/* Best fit among cached mappings no more than 25 % larger than needed;
+ * else the head of the smallest larger one, whose tail stays cached. Exact
+ * fits alone served bench mixed_large (16 live blocks of 1 - 16 MiB) from
+ * the cache at 56 % of its allocations, each miss an mmap, 256 - 4096 page
+ * faults and an munmap: 1.15 s at scale 0.3 against tcmalloc's 0.13. */
 static void *bigcache_take(size_t map_size, size_t align, size_t *got_size)
 {
-    size_t best = bigcache_count;
+    size_t best = bigcache_count, larger = bigcache_count;
     for (size_t i = 0; i < bigcache_count; i++) {
         size_t s = bigcache[i].map_size;
-        if (s < map_size || s - map_size > map_size / 4 || ((uintptr_t)bigcache[i].addr & (align - 1)))
+        if (s < map_size || ((uintptr_t)bigcache[i].addr & (align - 1)))
             continue;
-        if (best == bigcache_count || s < bigcache[best].map_size)
-            best = i;
+        if (s - map_size <= map_size / 4) {
+            if (best == bigcache_count || s < bigcache[best].map_size)
+                best = i;
+        } else if (larger == bigcache_count || s < bigcache[larger].map_size) {
+            larger = i;
+        }
     }
-    if (best == bigcache_count)
+    if (best == bigcache_count && larger == bigcache_count)
         return NULL;
+    if (best == bigcache_count) {
+        struct cached_map *e = &bigcache[larger];
+        void *p = e->addr;
+        e->addr = (char *)e->addr + map_size;
+        e->map_size -= map_size;
+        bigcache_bytes -= map_size;
+        HAK_UNCOUNT(bigcache_bytes, map_size);
+        *got_size = map_size;
+        return p;
+    }
     void *p = bigcache[best].addr;
     *got_size = bigcache[best].map_size;
     bigcache[best] = bigcache[--bigcache_count];
@@ -209,24 +227,46 @@ static void *bigcache_take(size_t map_size, size_t align, size_t *got_size)
     return p;
 }
 
+static void bigcache_remove(size_t i)
+{
+    bigcache_bytes -= bigcache[i].map_size;
+    HAK_UNCOUNT(bigcache_bytes, bigcache[i].map_size);
+    bigcache[i] = bigcache[--bigcache_count];
+}
+
 /* Blocks the L25 pool would serve are not cached: a size is retained in
  * one tier only (the L25 pool keeps its own free spans). Such blocks reach
- * the Large tier only when the pool is capped, off, or out of memory. */
+ * the Large tier only when the pool is capped, off, or out of memory. A
+ * freed mapping merges with cached ones next to it (the kernel places new
+ * mappings next to each other), so that a later larger request fits. */
 static bool bigcache_put(void *p, size_t map_size, uint64_t now)
 {
     if (map_size > bigcache_limit / 4 || map_size <= HAK_L25_MAX)
         return false;
-    while (bigcache_count == BIGCACHE_ENTRIES || bigcache_bytes + map_size > bigcache_limit) {
+    for (size_t i = 0; i < bigcache_count;) {
+        char *a = bigcache[i].addr;
+        if (a + bigcache[i].map_size == (char *)p || (char *)p + map_size == a) {
+            p = a < (char *)p ? (void *)a : p;
+            map_size += bigcache[i].map_size;
+            bigcache_remove(i);
+            continue;
+        }
+        i++;
+    }
+    while (bigcache_count && (bigcache_count == BIGCACHE_ENTRIES || bigcache_bytes + map_size > bigcache_limit)) {
         size_t oldest = 0;
         for (size_t i = 1; i < bigcache_count; i++)
             if (bigcache[i].stamp_ms < bigcache[oldest].stamp_ms)
                 oldest = i;
         struct cached_map victim = bigcache[oldest];
-        bigcache[oldest] = bigcache[--bigcache_count];
-        bigcache_bytes -= victim.map_size;
-        HAK_UNCOUNT(bigcache_bytes, victim.map_size);
+        bigcache_remove(oldest);
         HAK_PROBE(large_cache_evict, victim.map_size, HAK_UNMAP_EVICT);
         unmap_block(victim.addr, victim.map_size, HAK_UNMAP_EVICT);
+    }
+    if (map_size > bigcache_limit) {
+        HAK_PROBE(large_cache_evict, map_size, HAK_UNMAP_EVICT);
+        unmap_block(p, map_size, HAK_UNMAP_EVICT);
+        return true;
     }
     bigcache[bigcache_count++] = (struct cached_map){p, map_size, now};
     bigcache_bytes += map_size;

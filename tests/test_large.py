@@ -1,11 +1,12 @@
 """Large tier (tests/c/large_tier.c): 200 x 64 MiB and many 1-16 MiB cycles
-keep RSS bounded; 2 MiB alignment for small and large requests."""
+keep RSS bounded; 2 MiB alignment for small and large requests; the
+BigCache splits a larger cached mapping and merges neighbours back."""
 
 import pytest
 
 from conftest import check_subtest_list, run_subtest
 
-SUBTESTS = ["cycles_64m", "cycles_1_16m", "align_2m"]
+SUBTESTS = ["cycles_64m", "cycles_1_16m", "align_2m", "bigcache_split_merge"]
 
 
 @pytest.mark.timeout(240)

@@ -2,6 +2,7 @@
  * RSS (freed large blocks are unmapped, purged or reused, not piled up), and
  * big alignments work for small and large requests. */
 #include "check.h"
+#include "hk_api.h"
 
 static void t_cycles_64m(void)
 {
@@ -61,6 +62,44 @@ static void t_cycles_1_16m(void)
           rss_start / MiB);
 }
 
+/* The BigCache splits a cached mapping larger than a request (the head
+ * goes out, the tail stays cached) and merges a freed mapping with the
+ * cached ones next to it: a 12 MiB block freed, two 3 MiB ones come from
+ * its head, freed again they merge back, and the next 12 MiB is the first
+ * block again; no mapping is made after the first. */
+static void t_bigcache_split_merge(void)
+{
+    char *big = malloc(12 * MiB);
+    REQUIRE(big, "malloc(12 MiB)");
+    memset(big, 1, 12 * MiB);
+    free(big);
+    struct hakmem_stats s0 = hk_have_api() ? hk_stats() : (struct hakmem_stats){0};
+    char *a = malloc(3 * MiB), *b = malloc(3 * MiB);
+    REQUIRE(a && b, "malloc(3 MiB)");
+    memset(a, 2, 3 * MiB);
+    memset(b, 3, 3 * MiB);
+    CHECK(a + 3 * MiB <= b || b + 3 * MiB <= a, "the two 3 MiB blocks overlap");
+    CHECK(a[3 * MiB - 1] == 2 && b[0] == 3, "the 3 MiB blocks lost their contents");
+    if (hk_have_api()) {
+        CHECK(a == big && b == big + 3 * MiB, "3 MiB blocks at %p and %p, not the head of the 12 MiB at %p", (void *)a,
+              (void *)b, (void *)big);
+    }
+    free(a);
+    free(b);
+    char *again = malloc(12 * MiB);
+    REQUIRE(again, "malloc(12 MiB) again");
+    memset(again, 4, 12 * MiB);
+    if (hk_have_api()) {
+        struct hakmem_stats s1 = hk_stats();
+        CHECK(again == big, "12 MiB again at %p, the merged mapping was at %p", (void *)again, (void *)big);
+        CHECK(s1.tier_mapped[4] == s0.tier_mapped[4], "Large mappings grew by %llu bytes: a cache miss",
+              (unsigned long long)(s1.tier_mapped[4] - s0.tier_mapped[4]));
+        CHECK(s1.bigcache_hits - s0.bigcache_hits == 3, "%llu BigCache hits, want 3",
+              (unsigned long long)(s1.bigcache_hits - s0.bigcache_hits));
+    }
+    free(again);
+}
+
 /* 2 MiB alignment for 1 B, 4 KiB and 3 MiB requests, by every aligned API. */
 static void t_align_2m(void)
 {
@@ -102,6 +141,7 @@ int main(int argc, char **argv)
         {"cycles_64m", t_cycles_64m},
         {"cycles_1_16m", t_cycles_1_16m},
         {"align_2m", t_align_2m},
+        {"bigcache_split_merge", t_bigcache_split_merge},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
