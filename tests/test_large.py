@@ -15,5 +15,12 @@ def test_large(subtest):
     run_subtest("large_tier", subtest, timeout=200)
 
 
+@pytest.mark.timeout(240)
+def test_large_small_bigcache():
+    """The RSS bounds of cycles_1_16m follow HAKMEM_BIGCACHE_MAX_MB: with a
+    16 MiB cache, at most 32 MiB stay resident besides the live blocks."""
+    run_subtest("large_tier", "cycles_1_16m", env={"HAKMEM_BIGCACHE_MAX_MB": "16"}, timeout=200)
+
+
 def test_large_subtest_list():
     check_subtest_list("large_tier", SUBTESTS)
