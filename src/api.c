@@ -159,14 +159,14 @@ HAK_EXPORT void *realloc(void *p, size_t size)
     }
     size_t old_usable;
     if (hak_ss_contains(p)) {
-        old_usable = hak_small_usable(p);
+        old_usable = hak_small_usable_inline(p);
         /* In place while the request still fits and would not waste more
          * than half of the block. */
         if (size <= old_usable && size >= old_usable / 2)
             return p;
     } else if (hak_l25_contains(p)) {
-        old_usable = hak_l25_usable(p);
-        if (old_usable == 0 || !hak_l25_is_live(p)) {
+        old_usable = hak_l25_usable(p); /* 0 unless a live block starts at p */
+        if (old_usable == 0) {
             hak_report_misuse("realloc(): pointer not allocated by hakmem", p);
             errno = EINVAL;
             return NULL;

@@ -1652,8 +1652,7 @@ void *hak_small_alloc_aligned(size_t size, size_t align)
 
 size_t hak_small_usable(const void *p)
 {
-    unsigned c = hak_slab_of(p)->class_index;
-    return c < HAK_NUM_CLASSES ? hak_class_size[c] : 0;
+    return hak_small_usable_inline(p);
 }
 
 bool hak_small_is_live(const void *p)

@@ -84,6 +84,14 @@ HAK_INLINE void *hak_small_alloc_inline(size_t size)
     return hak_small_alloc_bin(hak_size_to_class(size) * sizeof(struct hak_tc_bin), size);
 }
 
+/* p is known to lie in a SuperSlab: its class's size, 0 in a free slab
+ * (realloc's in-place test, without a call). */
+HAK_INLINE size_t hak_small_usable_inline(const void *p)
+{
+    unsigned c = hak_slab_of(p)->class_index;
+    return c < HAK_NUM_CLASSES ? hak_class_size[c] : 0;
+}
+
 /* p is known to lie in a SuperSlab. */
 HAK_INLINE void hak_small_free_inline(void *p)
 {
