@@ -171,7 +171,9 @@ HAK_EXPORT void *realloc(void *p, size_t size)
             errno = EINVAL;
             return NULL;
         }
-        if (size <= old_usable && size > HAK_SMALL_MAX && hak_l25_class_size(hak_l25_class_of(size)) == old_usable)
+        if (size > HAK_SMALL_MAX && hak_l25_serves(old_usable, size))
+            return p;
+        if (size > old_usable && size <= HAK_L25_MAX && hak_l25_grow(p, size))
             return p;
     } else if (hak_is_boot_ptr(p)) {
         old_usable = hak_boot_usable(p);
@@ -185,7 +187,13 @@ HAK_EXPORT void *realloc(void *p, size_t size)
             return NULL;
         }
     }
-    void *q = hak_alloc_inline(size);
+    /* Growing into the L25 tier: the block gets its class's size, not its
+     * length in pages, so that a buffer growing by small appends moves once
+     * per class (a quarter), not once per page (bench realloc_growth). */
+    size_t want = size;
+    if (size > old_usable && size > HAK_SMALL_MAX && size <= HAK_L25_MAX)
+        want = hak_l25_class_size(hak_l25_class_of(size));
+    void *q = hak_alloc_inline(want);
     if (!q)
         return NULL; /* the old block stays valid */
     memcpy(q, p, old_usable < size ? old_usable : size);

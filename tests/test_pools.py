@@ -1,5 +1,6 @@
 """The Mid and L25 pools, memory return and the RSS budget
-(tests/c/pools.c): class boundaries, L25 chunk reuse, the TLS ring of
+(tests/c/pools.c): class boundaries, L25 chunk reuse, L25 blocks in
+whole pages and realloc growing them in place, the TLS ring of
 cross-thread Mid frees, the capacity caps, a budget under the live data
 (reported, not fatal) and one over it (kept), purge after the decay time,
 malloc_trim, the scavenging of free pages inside slabs in use (the
@@ -17,6 +18,7 @@ PROGRAM = "pools"
 SUBTESTS = {
     "boundaries": {},
     "l25_reuse": {},
+    "l25_pages": {},
     "ring": {},
     "ring_off": {"HAKMEM_POOL_TLS_RING": "0"},
     "cap_large": {"HAKMEM_CAP_LARGE": "8", "HAKMEM_WMAX_LARGE": "4096"},

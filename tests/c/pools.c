@@ -4,6 +4,9 @@
  *   boundaries   every Mid and L25 class boundary: tier, usable size,
  *                alignment, contents, in-place realloc within a class
  *   l25_reuse    random L25 churn reuses its chunks (coalescing spans)
+ *   l25_pages    an L25 block is its length in whole pages, not its class's
+ *                size; realloc grows a block into the free pages after it
+ *                and moves one whose neighbour is live, contents kept
  *   ring         frees of another thread's Mid blocks go back in batches
  *                (HAKMEM_POOL_TLS_RING) and the owner takes them back
  *   cap_large    HAKMEM_CAP_LARGE=8: the ninth L25 block is a Large one
@@ -69,11 +72,15 @@ static void check_block(size_t size)
                                         : HAKMEM_TIER_LARGE;
         CHECK(hk_tier(p) == want, "%zu bytes: tier %s, want %s", size, hk_tier_name(hk_tier(p)), hk_tier_name(want));
         size_t usable = malloc_usable_size(p);
-        if (size > 1024 && size <= 1024 * KiB)
+        if (size > 1024 && size <= 32 * KiB)
             CHECK(usable == class_ceiling(size), "%zu bytes: usable %zu, class %zu", size, usable, class_ceiling(size));
         if (size > 32 * KiB && size <= 1024 * KiB) {
+            /* Whole pages, and a cached block at most an eighth over them. */
+            size_t pages = (size + 4095) / 4096;
+            CHECK(usable % 4096 == 0 && usable >= pages * 4096 && usable / 4096 <= pages + pages / 8,
+                  "%zu bytes: usable %zu", size, usable);
             CHECK_ALIGNED(p, 4096);
-            /* Within its class, realloc keeps the block. */
+            /* Within its usable size, realloc keeps the block. */
             char *q = realloc(p, usable);
             CHECK(q == p, "realloc(%zu -> %zu) within the class moved the block", size, usable);
             p = q;
@@ -128,6 +135,44 @@ static void t_l25_reuse(void)
         CHECK(s.l25_chunks <= 64, "%llu L25 chunks for 64 live blocks", (unsigned long long)s.l25_chunks);
     for (int k = 0; k < LIVE; k++)
         free(live[k]);
+}
+
+static void t_l25_pages(void)
+{
+    /* Two classes: a second miss of one class in a row would bring extra
+     * blocks for the thread's cache, right after the second block. */
+    size_t a_size = 33 * KiB + 1, b_size = 50 * KiB;
+    char *a = malloc(a_size), *b = malloc(b_size);
+    REQUIRE(a && b, "malloc");
+    fill_pattern(a, a_size, 1);
+    fill_pattern(b, b_size, 2);
+    if (hk_have_api()) {
+        CHECK(malloc_usable_size(a) == 36 * KiB, "33 KiB + 1: usable %zu, want 36 KiB (9 pages)",
+              malloc_usable_size(a));
+        /* A fresh chunk hands out its pages in order. */
+        CHECK(b == a + 36 * KiB, "the second block is not right after the first");
+    }
+    /* The pages after b are free: it grows in place, to its new class. */
+    char *b2 = realloc(b, 70 * KiB);
+    REQUIRE(b2, "realloc(70 KiB)");
+    CHECK(check_pattern(b2, b_size, 2) == -1, "realloc in place lost the contents");
+    if (hk_have_api()) {
+        CHECK(b2 == b, "realloc(50 -> 70 KiB) moved a block with free pages after it");
+        CHECK(malloc_usable_size(b2) == 80 * KiB, "grown block: usable %zu, want 80 KiB", malloc_usable_size(b2));
+    }
+    /* b is live right after a: a moves. */
+    char *a2 = realloc(a, 50 * KiB);
+    REQUIRE(a2, "realloc(50 KiB)");
+    CHECK(check_pattern(a2, a_size, 1) == -1, "realloc that moved lost the contents");
+    if (hk_have_api())
+        CHECK(a2 != a, "realloc(33 -> 50 KiB) did not move a block whose neighbour is live");
+    /* Neither block overlaps the other. */
+    fill_pattern(a2, malloc_usable_size(a2), 3);
+    fill_pattern(b2, malloc_usable_size(b2), 4);
+    CHECK(check_pattern(a2, malloc_usable_size(a2), 3) == -1, "blocks overlap");
+    CHECK(check_pattern(b2, malloc_usable_size(b2), 4) == -1, "blocks overlap");
+    free(a2);
+    free(b2);
 }
 
 enum { RING_BLOCKS = 4096 };
@@ -659,6 +704,7 @@ int main(int argc, char **argv)
     static const struct subtest tests[] = {
         {"boundaries", t_boundaries},
         {"l25_reuse", t_l25_reuse},
+        {"l25_pages", t_l25_pages},
         {"ring", t_ring},
         {"cap_large", t_cap_large},
         {"cap_mid_off", t_cap_mid_off},
