@@ -191,8 +191,11 @@ HAK_EXPORT void *realloc(void *p, size_t size)
      * length in pages, so that a buffer growing by small appends moves once
      * per class (a quarter), not once per page (bench realloc_growth). */
     size_t want = size;
-    if (size > old_usable && size > HAK_SMALL_MAX && size <= HAK_L25_MAX)
+    if (size > old_usable && size > HAK_SMALL_MAX && size <= HAK_L25_MAX) {
         want = hak_l25_class_size(hak_l25_class_of(size));
+        if (want < size) /* the class table is filled at start-up, after the boot arena's first blocks */
+            want = size;
+    }
     void *q = hak_alloc_inline(want);
     if (!q)
         return NULL; /* the old block stays valid */

@@ -1,10 +1,11 @@
 /* The L25 pool: 32 KiB < size <= 1 MiB.
  *
  * A request is served as a span of its length in whole pages, from 2 MiB
- * chunks aligned on 2 MiB; size classes (four per doubling: 40, 48, 56,
- * 64, 80, ... 1024 KiB) only index the thread caches and size the
- * pool's growth, and a cached span serves a request it exceeds by at most
- * an eighth. A chunk's first pages hold one record
+ * chunks aligned on 2 MiB. Size classes (four per doubling: 40, 48, 56,
+ * 64, 80, ... 1024 KiB) index the thread caches, size the pool's growth
+ * and the cache's extra blocks, and give realloc its room to grow; a
+ * cached span serves a request it exceeds by at most an eighth, or any
+ * request of its class if it has the class's full size. A chunk's first pages hold one record
  * per page; a span's first and last records carry its length (boundary
  * tags), so a freed span merges with free neighbours at once, and free
  * spans of any size serve any class. The SuperSlab byte map marks L25
@@ -727,15 +728,19 @@ static void *l25_alloc(size_t size)
     }
     unsigned c = hak_l25_class_of(size);
     uint32_t need = (uint32_t)((size + HAK_PAGE - 1) / HAK_PAGE);
-    /* A cached span serves a request it exceeds by at most an eighth (such
-     * spans are of the class or the next). Within the class, up to a
-     * quarter, hits wasted as much as class rounding did and kept most of
-     * its cost: bench frag_stress, whose L25 blocks mostly come from the
-     * cache, kept 22.4 MB of L25 blocks for 20.8 MB asked for, 21.5 MB
-     * with an eighth; mixed_l25's time did not move. */
+    /* A cached span serves a request it exceeds by at most an eighth of the
+     * request (such spans are of the class or the next), and one of its
+     * class's full size (the cache's extra blocks, realloc's) any request
+     * of the class. Any span within the class, up to a quarter over,
+     * wasted as much as class rounding did: bench frag_stress, whose L25
+     * blocks mostly come from the cache, kept 22.4 MB of L25 blocks for
+     * 20.8 MB asked for, 21.5 MB with an eighth; mixed_l25's time did not
+     * move. */
+    uint32_t class_pages = class_size[c] / HAK_PAGE;
     struct l25_tcache *tc = &l25_tc;
     for (uint32_t k = tc->held_mask >> c & 3 ? tc->count : 0; k-- > 0;) {
-        if (tc->cls[k] - c > 1 || tc->pages[k] < need || tc->pages[k] > need + need / 8)
+        uint32_t len = tc->pages[k];
+        if (tc->cls[k] - c > 1 || len < need || (len > need + need / 8 && len != class_pages))
             continue;
         void *p = tc->block[k];
         set_span_state(span_of(p), SPAN_LIVE);
@@ -767,7 +772,7 @@ static void *l25_alloc(size_t size)
     /* The block asked for has its length in pages, not its class's size:
      * bench frag_stress, 32-256 KiB blocks: class rounding left 5 % of the
      * L25 bytes unused. Extra blocks for the cache have the class's size,
-     * to serve any request of it. */
+     * which serves any request of it. */
     uint32_t pages = need;
     void *got[TC_SLOTS];
     uint32_t n = 0;
@@ -782,7 +787,7 @@ static void *l25_alloc(size_t size)
             break;
         if (n)
             set_span_state(rec, SPAN_CACHED);
-        pages = class_size[c] / HAK_PAGE;
+        pages = class_pages;
         got[n] = rec_addr(rec);
     }
     if (n > 1 && !tc->registered)
@@ -798,8 +803,8 @@ static void *l25_alloc(size_t size)
         return NULL;
     }
     for (uint32_t k = 1; k < n; k++)
-        tc_hold(tc, got[k], class_size[c] / HAK_PAGE);
-    hak_hist(HAK_PT_L25, class_size[c], n);
+        tc_hold(tc, got[k], class_pages);
+    hak_hist(HAK_PT_L25, (size_t)need * HAK_PAGE, n);
     HAK_PROBE(pool_refill, HAK_PT_L25, c, n, HAK_REFILL_PARTIAL);
     return got[0];
 }

@@ -18,9 +18,9 @@ void hak_l25_init(void);
 unsigned hak_l25_class_of(size_t size);
 size_t hak_l25_class_size(unsigned class_index);
 /* realloc keeps a block of `usable` bytes for a request of `size` (32 KiB
- * - 1 MiB) that it exceeds by at most an eighth of its pages (like a
- * thread-cache hit), or within the request's class (a block realloc grew
- * to its class's size, filling up by appends). */
+ * - 1 MiB) that it exceeds by at most an eighth of the request's pages
+ * (like a thread-cache hit), or that is no larger than the request's
+ * class (a block realloc grew to its class's size, filling up by appends). */
 static inline bool hak_l25_serves(size_t usable, size_t size)
 {
     size_t need = (size + HAK_PAGE - 1) / HAK_PAGE;

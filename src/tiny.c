@@ -409,13 +409,14 @@ static bool slab_has_local(const struct hak_slab *slab)
  * 0.175 s. malloc_trim scavenges every class at once.
  *
  * Tiny classes (<= 1 KiB) trigger after 128 KiB: a Tiny page is wholly
- * free only when all of its 4 to 256 blocks are, which steady churn does
+ * free only when all of its 4 to 512 blocks are, which steady churn does
  * not produce, so a lower trigger finds nothing to refault there; a class
  * that is dying out does produce them, and may hold less than 1 MiB in
  * all. bench frag_stress (small blocks giving way to 1-32 KiB ones): peak
  * RSS 70.8 -> 65.3 MB, with 64 KiB no lower; tiny_bands' instruction
  * count moved 0.1 % (callgrind). Mid classes stay at 1 MiB: a free Mid
- * block is a free page, and mixed_mid refaulted what less scavenged. */
+ * block of 4 KiB or more frees whole pages by itself, and mixed_mid
+ * refaulted what a lower trigger scavenged. */
 #define SLAB_PAGES (HAK_SLAB_SIZE / HAK_PAGE)
 _Static_assert(SLAB_PAGES <= 16, "scav_mask has one bit per page of a slab");
 #define SLAB_MAX_BLOCKS (HAK_SLAB_SIZE / 8)

@@ -19,6 +19,7 @@ SUBTESTS = {
     "boundaries": {},
     "l25_reuse": {},
     "l25_pages": {},
+    "l25_grow": {"HAKMEM_WMAX_LARGE": "4096"},
     "ring": {},
     "ring_off": {"HAKMEM_POOL_TLS_RING": "0"},
     "cap_large": {"HAKMEM_CAP_LARGE": "8", "HAKMEM_WMAX_LARGE": "4096"},

@@ -2,11 +2,16 @@
  * RSS budget (tests/test_pools.py runs each subtest, some with HAKMEM_*
  * settings of their own):
  *   boundaries   every Mid and L25 class boundary: tier, usable size,
- *                alignment, contents, in-place realloc within a class
+ *                alignment, contents, in-place realloc within the usable
+ *                size and within the class, a shrink past both moves
  *   l25_reuse    random L25 churn reuses its chunks (coalescing spans)
  *   l25_pages    an L25 block is its length in whole pages, not its class's
  *                size; realloc grows a block into the free pages after it
- *                and moves one whose neighbour is live, contents kept
+ *                and moves one whose neighbour is live, contents kept; the
+ *                pool's counters come back to where they were
+ *   l25_grow     (HAKMEM_WMAX_LARGE=4096) realloc grows a block into the
+ *                resident pages of a freed neighbour, to its class's size
+ *                or to all the neighbour has, and moves when that is short
  *   ring         frees of another thread's Mid blocks go back in batches
  *                (HAKMEM_POOL_TLS_RING) and the owner takes them back
  *   cap_large    HAKMEM_CAP_LARGE=8: the ninth L25 block is a Large one
@@ -25,8 +30,9 @@
  *   scavenge     freeing 90 % of a class's blocks at random purges the pages
  *                of its slabs left holding only free blocks, the 10 % keep
  *                their contents, and the purged blocks come back, once
- *                each, when the class grows again; malloc_trim scavenges
- *                a class that shrank too little to do it by itself
+ *                each, when the class grows again; a Tiny class does it
+ *                after shrinking by 128 KiB; malloc_trim scavenges a Mid
+ *                class that shrank too little to do it by itself
  *   leak         leaks ~60 MiB, for HAKMEM_PROF (tests/test_observe.py)
  *   knobs        counters of a fixed workload, compared across settings
  *   tier_rss     the per-tier resident estimate (mapped - purged, what the
@@ -75,19 +81,49 @@ static void check_block(size_t size)
         if (size > 1024 && size <= 32 * KiB)
             CHECK(usable == class_ceiling(size), "%zu bytes: usable %zu, class %zu", size, usable, class_ceiling(size));
         if (size > 32 * KiB && size <= 1024 * KiB) {
-            /* Whole pages, and a cached block at most an eighth over them. */
+            /* Whole pages; a cached block at most an eighth over them, or
+             * of the class's full size. */
             size_t pages = (size + 4095) / 4096;
-            CHECK(usable % 4096 == 0 && usable >= pages * 4096 && usable / 4096 <= pages + pages / 8,
+            CHECK(usable % 4096 == 0 && usable >= pages * 4096 &&
+                      (usable / 4096 <= pages + pages / 8 || usable == class_ceiling(size)),
                   "%zu bytes: usable %zu", size, usable);
             CHECK_ALIGNED(p, 4096);
             /* Within its usable size, realloc keeps the block. */
             char *q = realloc(p, usable);
-            CHECK(q == p, "realloc(%zu -> %zu) within the class moved the block", size, usable);
+            CHECK(q == p, "realloc(%zu -> %zu) within the usable size moved the block", size, usable);
             p = q;
         }
     }
     CHECK_ALIGNED(p, 16);
     CHECK(check_pattern(p, size, size) == -1, "%zu bytes: contents changed", size);
+    free(p);
+}
+
+/* An L25 block of its class's full size (what realloc grows to) stays
+ * for a smaller request of the class, though more than an eighth over
+ * it, and moves for one below the class that it exceeds by more. */
+static void check_l25_class_realloc(size_t top)
+{
+    size_t quarter = (size_t)1 << (62u - (unsigned)__builtin_clzll(top - 1) - 1u);
+    size_t low = top - quarter + 1, below = (top - quarter) * 3 / 4;
+    size_t low_pages = (low + 4095) / 4096, below_pages = (below + 4095) / 4096;
+    char *p = malloc(top);
+    REQUIRE(p, "malloc(%zu)", top);
+    if (malloc_usable_size(p) != top || top / 4096 <= low_pages + low_pages / 8) {
+        free(p);
+        return;
+    }
+    fill_pattern(p, low, top);
+    char *q = realloc(p, low);
+    CHECK(q == p, "realloc(%zu -> %zu) within the class moved the block", top, low);
+    p = q;
+    if (below > 32 * KiB && top / 4096 > below_pages + below_pages / 8) {
+        q = realloc(p, below);
+        REQUIRE(q, "realloc(%zu)", below);
+        CHECK(q != p, "realloc(%zu -> %zu), below the class, kept the block", low, below);
+        p = q;
+    }
+    CHECK(check_pattern(p, below < low ? below : low, top) == -1, "%zu-byte block: contents changed", top);
     free(p);
 }
 
@@ -101,6 +137,9 @@ static void t_boundaries(void)
     check_block(1025);
     check_block(32 * KiB + 1);
     check_block(1024 * KiB + 1);
+    if (hk_have_api())
+        for (size_t c = 40 * KiB; c <= 1024 * KiB; c = class_ceiling(c + 1))
+            check_l25_class_realloc(c);
 }
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -137,8 +176,22 @@ static void t_l25_reuse(void)
         free(live[k]);
 }
 
+static size_t page_round(size_t n)
+{
+    return (n + 4095) / 4096 * 4096;
+}
+
+static size_t l25_resident(const struct hakmem_stats *s)
+{
+    return s->tier_mapped[3] - s->tier_purged[3];
+}
+
 static void t_l25_pages(void)
 {
+    /* Run after other subtests in one process, their cached and free spans
+     * would be in the way: a fresh chunk. */
+    malloc_trim(0);
+    struct hakmem_stats s0 = hk_stats();
     /* Two classes: a second miss of one class in a row would bring extra
      * blocks for the thread's cache, right after the second block. */
     size_t a_size = 33 * KiB + 1, b_size = 50 * KiB;
@@ -149,8 +202,11 @@ static void t_l25_pages(void)
     if (hk_have_api()) {
         CHECK(malloc_usable_size(a) == 36 * KiB, "33 KiB + 1: usable %zu, want 36 KiB (9 pages)",
               malloc_usable_size(a));
+        CHECK(malloc_usable_size(b) == 52 * KiB, "50 KiB: usable %zu, want 52 KiB (13 pages)", malloc_usable_size(b));
         /* A fresh chunk hands out its pages in order. */
         CHECK(b == a + 36 * KiB, "the second block is not right after the first");
+        CHECK(hk_stats().l25_live_bytes - s0.l25_live_bytes == 88 * KiB, "L25 bytes out: %llu KiB, want 88",
+              (unsigned long long)((hk_stats().l25_live_bytes - s0.l25_live_bytes) / KiB));
     }
     /* The pages after b are free: it grows in place, to its new class. */
     char *b2 = realloc(b, 70 * KiB);
@@ -159,6 +215,8 @@ static void t_l25_pages(void)
     if (hk_have_api()) {
         CHECK(b2 == b, "realloc(50 -> 70 KiB) moved a block with free pages after it");
         CHECK(malloc_usable_size(b2) == 80 * KiB, "grown block: usable %zu, want 80 KiB", malloc_usable_size(b2));
+        CHECK(hk_stats().l25_live_bytes - s0.l25_live_bytes == 116 * KiB, "L25 bytes out after the grow: %llu KiB",
+              (unsigned long long)((hk_stats().l25_live_bytes - s0.l25_live_bytes) / KiB));
     }
     /* b is live right after a: a moves. */
     char *a2 = realloc(a, 50 * KiB);
@@ -173,6 +231,87 @@ static void t_l25_pages(void)
     CHECK(check_pattern(b2, malloc_usable_size(b2), 4) == -1, "blocks overlap");
     free(a2);
     free(b2);
+    malloc_trim(0);
+    if (hk_have_api()) {
+        struct hakmem_stats s1 = hk_stats();
+        CHECK(s1.l25_live_bytes == s0.l25_live_bytes && s1.l25_chunks == s0.l25_chunks &&
+                  s1.l25_free_resident == s0.l25_free_resident && l25_resident(&s1) == l25_resident(&s0),
+              "after free and malloc_trim: %llu KiB out, %llu chunks, %llu KiB free resident, %zu KiB resident "
+              "(before: %llu, %llu, %llu, %zu)",
+              (unsigned long long)(s1.l25_live_bytes / KiB), (unsigned long long)s1.l25_chunks,
+              (unsigned long long)(s1.l25_free_resident / KiB), l25_resident(&s1) / KiB,
+              (unsigned long long)(s0.l25_live_bytes / KiB), (unsigned long long)s0.l25_chunks,
+              (unsigned long long)(s0.l25_free_resident / KiB), l25_resident(&s0) / KiB);
+    }
+}
+
+/* Three blocks in a row of a fresh chunk, none cached (HAKMEM_WMAX_LARGE is
+ * one page): the middle one freed leaves a span with resident pages. */
+static char *l25_row(char **x, char **z, size_t x_size, size_t y_size)
+{
+    malloc_trim(0);
+    *x = malloc(x_size);
+    char *y = malloc(y_size);
+    *z = malloc(40 * KiB);
+    REQUIRE(*x && y && *z, "malloc");
+    fill_pattern(*x, x_size, 5);
+    memset(y, 0x5a, y_size);
+    fill_pattern(*z, 40 * KiB, 6);
+    if (hk_have_api())
+        CHECK(y == *x + page_round(x_size) && *z == y + page_round(y_size), "blocks not in a row");
+    free(y);
+    return y;
+}
+
+static void t_l25_grow(void)
+{
+    REQUIRE(getenv("HAKMEM_WMAX_LARGE"), "run with HAKMEM_WMAX_LARGE=4096 (no L25 thread cache)");
+    char *x, *z;
+    /* Into resident free pages: 10 pages grow to 16 (64 KiB), 6 of the 10
+     * free after them taken, 4 left free and resident. */
+    l25_row(&x, &z, 40 * KiB, 40 * KiB);
+    struct hakmem_stats s0 = hk_stats();
+    char *x2 = realloc(x, 60 * KiB);
+    REQUIRE(x2, "realloc(60 KiB)");
+    CHECK(check_pattern(x2, 40 * KiB, 5) == -1, "realloc lost the contents");
+    if (hk_have_api()) {
+        struct hakmem_stats s1 = hk_stats();
+        CHECK(x2 == x && malloc_usable_size(x2) == 64 * KiB, "grew to %zu KiB at %s place",
+              malloc_usable_size(x2) / KiB, x2 == x ? "the same" : "another");
+        CHECK(s0.l25_free_resident - s1.l25_free_resident == 24 * KiB,
+              "free resident L25 bytes fell by %lld KiB, want 24 (6 pages taken)",
+              (long long)(s0.l25_free_resident - s1.l25_free_resident) / 1024);
+        CHECK(l25_resident(&s1) == l25_resident(&s0), "resident estimate moved by taking resident pages");
+    }
+    fill_pattern(x2, 60 * KiB, 7);
+    CHECK(check_pattern(z, 40 * KiB, 6) == -1, "the grown block ran into the next one");
+    free(x2);
+    free(z);
+
+    /* The free span is long enough for the request, not for its class: all
+     * of it (21 pages of the 24 of 96 KiB). */
+    l25_row(&x, &z, 40 * KiB, 44 * KiB);
+    x2 = realloc(x, 84 * KiB);
+    REQUIRE(x2, "realloc(84 KiB)");
+    CHECK(check_pattern(x2, 40 * KiB, 5) == -1, "realloc lost the contents");
+    if (hk_have_api())
+        CHECK(x2 == x && malloc_usable_size(x2) == 84 * KiB, "grew to %zu KiB at %s place",
+              malloc_usable_size(x2) / KiB, x2 == x ? "the same" : "another");
+    fill_pattern(x2, 84 * KiB, 7);
+    CHECK(check_pattern(z, 40 * KiB, 6) == -1, "the grown block ran into the next one");
+    free(x2);
+    free(z);
+
+    /* Too short: 10 + 9 pages for a request of 21 moves. */
+    l25_row(&x, &z, 40 * KiB, 36 * KiB);
+    x2 = realloc(x, 80 * KiB + 1);
+    REQUIRE(x2, "realloc(80 KiB + 1)");
+    CHECK(check_pattern(x2, 40 * KiB, 5) == -1, "realloc lost the contents");
+    if (hk_have_api())
+        CHECK(x2 != x, "realloc grew a block past a live neighbour");
+    CHECK(check_pattern(z, 40 * KiB, 6) == -1, "the next block was overwritten");
+    free(x2);
+    free(z);
 }
 
 enum { RING_BLOCKS = 4096 };
@@ -578,6 +717,23 @@ static void t_scavenge(void)
         free(sp.block);
     }
 
+    /* A Tiny class scavenges itself after 128 KiB: 90 % of 600 KiB of
+     * 640-byte blocks freed, with no malloc_trim (a page of 6.4 blocks is
+     * wholly free with odds near 0.9^7, 48 %). */
+    {
+        uint64_t tiny0 = hk_have_api() ? hk_stats().scavenged_bytes : 0;
+        struct sparse tiny = sparse_fill(640, 600 * KiB);
+        uint64_t tiny_scavenged = hk_have_api() ? hk_stats().scavenged_bytes - tiny0 : 0;
+        printf("scavenge tiny scavenged=%llu\n", (unsigned long long)tiny_scavenged);
+        if (hk_have_api())
+            CHECK(tiny_scavenged >= 64 * KiB, "a Tiny class 90 %% free scavenged %llu KiB by itself",
+                  (unsigned long long)(tiny_scavenged / KiB));
+        sparse_check(&tiny, NULL, 0);
+        for (size_t i = 0; i < tiny.count; i++)
+            free(tiny.block[i]);
+        free(tiny.block);
+    }
+
     /* 600 KiB of 2 KiB blocks freed: under the 1 MiB a class must shrink
      * by before it scavenges itself; malloc_trim does it. */
     struct sparse sp = sparse_fill(2048, 600 * KiB);
@@ -705,6 +861,7 @@ int main(int argc, char **argv)
         {"boundaries", t_boundaries},
         {"l25_reuse", t_l25_reuse},
         {"l25_pages", t_l25_pages},
+        {"l25_grow", t_l25_grow},
         {"ring", t_ring},
         {"cap_large", t_cap_large},
         {"cap_mid_off", t_cap_mid_off},
