@@ -83,7 +83,7 @@
     X(TINY_SS_RESERVE, HAK_T_BOOL, "0", 0, 1, NULL, "now",                                           \
       "Map HAKMEM_TINY_SS_MIN_MB of SuperSlabs at start-up.")                                        \
     X(TINY_DECAY_MS, HAK_T_INT, "1000", 0, 3600000, NULL, "now",                                     \
-      "New in hakmem: a free slab's pages are purged once it has been free this long (sooner past 1 MiB + 1/8 of the " \
+      "New in hakmem: a free slab's pages are purged once it has been free this long (sooner past 1 MiB + 1/16 of the " \
       "slab memory in use of such pages, or at malloc_trim); 0 purges at release.")                  \
     X(TINY_TRIM_SS, HAK_T_BOOL, "1", 0, 1, NULL, "now",                                              \
       "Unmap empty SuperSlabs. Default 1 (the seed had 0): an empty SuperSlab held forever is the 9 GB RSS failure.") \

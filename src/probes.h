@@ -36,6 +36,7 @@
     X(ss_slab_release, 3)   \
     X(ss_tier, 4)           \
     X(ss_slab_scavenge, 3)  \
+    X(ss_slab_sparse, 3)    \
     X(l25_chunk_map, 3)     \
     X(l25_chunk_unmap, 3)   \
     X(pool_refill, 4)       \

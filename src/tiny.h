@@ -36,6 +36,10 @@ struct hak_tls {
      * a slab's owner_tp is cleared whenever it changes hands, so a thread
      * pointer reused by a later thread never matches a stale slab. */
     struct hak_heap *heap;
+    /* The bin of the thread's sparse slabs (tiny.c, slab_set_sparse): it
+     * never takes a block (room 0), so free's fast path sends every block
+     * of such a slab to the slow path, at no cost to the others. */
+    struct hak_tc_bin sparse_bin;
 };
 extern HAK_TLS struct hak_tls hak_tls;
 #define hak_tc_bins (hak_tls.bins)

@@ -12,7 +12,7 @@ from conftest import (GLIBC_MODE, bpftrace_run, build_program, check_ok, check_s
                       hakmem_only, needs_root, run_subtest)
 
 PROGRAM = "tiny_classes"
-SUBTESTS = ["class_map", "routing", "cap", "spill", "tiering", "rss_drop", "ss_reserve", "decay"]
+SUBTESTS = ["class_map", "routing", "cap", "spill", "tiering", "rss_drop", "ss_reserve", "decay", "shrink"]
 
 
 def test_tiny_subtest_list():
@@ -298,3 +298,12 @@ def test_free_slab_decay(mode, decay_ms):
     purges it."""
     hakmem_only()
     run_subtest(PROGRAM, "decay", env={"HKTEST_DECAY": mode, "HAKMEM_TINY_DECAY_MS": decay_ms}, timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_shrinking_class_gathers_survivors():
+    """A class that loses 90 % of its blocks at random while it still
+    allocates: sparse slabs gather the new blocks in the fullest slabs, so
+    the others empty and their pages go back (resident estimate bounded in
+    the C test; under glibc it only checks the contents)."""
+    run_subtest(PROGRAM, "shrink", timeout=40)

@@ -1,8 +1,9 @@
 /* Provokes every probe of the catalogue once the environment of
  * tests/test_probe_driver.py is set (a Tiny cap of 2 MiB, purge at release,
  * a small BigCache with a short decay, a bad and an unknown HAKMEM_*
- * variable): Tiny refills and spills, remote frees and drains, abandon and
- * adopt, SuperSlab map, carve, release, tier change and unmap, purge and
+ * variable): Tiny refills and spills, sparse slabs, remote frees and
+ * drains, abandon and adopt, SuperSlab map, carve, release, tier change
+ * and unmap, purge and
  * reuse, the cap and mmap-failure fallbacks, Large map, remap, unmap, cache
  * hit, miss, eviction and decay, L25 chunk map and unmap, pool refill,
  * spill and fallback, decay ticks, a failed mmap and an out-of-memory
@@ -60,6 +61,24 @@ static void t_all(void)
     for (int i = 0; i < 200000; i++)
         free(small[i]);
     free(small);
+
+    /* Sparse slabs: a class's blocks freed at random leave its slabs under
+     * half used (ss_slab_sparse). */
+    enum { SPARSE_N = 8192 };
+    void **sparse = malloc(SPARSE_N * sizeof(void *));
+    REQUIRE(sparse, "malloc");
+    for (int i = 0; i < SPARSE_N; i++)
+        REQUIRE((sparse[i] = malloc(200)) != NULL, "malloc(200)");
+    uint64_t lcg = 12345;
+    for (int k = 0; k < SPARSE_N; k++) {
+        lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+        int i = (int)((lcg >> 33) % SPARSE_N);
+        free(sparse[i]);
+        sparse[i] = NULL;
+    }
+    for (int i = 0; i < SPARSE_N; i++)
+        free(sparse[i]);
+    free(sparse);
 
     /* Threads: remote frees into a live thread's slabs, abandon at exit,
      * adoption, SuperSlab tiers as most slabs empty. */
