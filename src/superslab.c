@@ -47,10 +47,11 @@ static _Atomic size_t slabs_in_use;
 /* Dirty bytes allowed: 1 MiB plus a sixteenth of the slab memory in use,
  * so a small program keeps little and a large one avoids most purge and
  * refault pairs (python3.11 demo, 100 MB of slabs: 30 078 purges at
- * decay 0, 13 015 with a fixed 4 MiB allowance, 7 595 with 16 MiB). An
- * eighth kept bench frag_stress's peak, where its 1-32 KiB blocks give
- * way to L25 ones, at 62 MB; a sixteenth 59.7 MB (glibc 60.8), with the
- * same count of madvise calls in the python3.11 demo (6 300-6 800). */
+ * decay 0, 13 015 with a fixed 4 MiB allowance, 7 595 with 16 MiB). With
+ * sparse slabs (tiny.c), an eighth kept bench frag_stress's peak, where
+ * its 1-32 KiB blocks give way to L25 ones, at 62 MiB; a sixteenth at
+ * 60.3 MiB (glibc 60.9), with about as many madvise calls in the python3.11
+ * demo (6 300-6 800); a thirty-second made those 10 700. */
 static size_t dirty_max(void)
 {
     return HAK_MiB + hak_ss_slab_bytes() / 16;

@@ -9,7 +9,8 @@
  *           list) -> slab adopted from an exited thread -> fresh slab
  *           from a SuperSlab -> next tier (fallback probe with a reason)
  *   free by the owner: SLL -> magazine (half the SLL when over capacity)
- *           -> the slab's local free list (half the magazine)
+ *           -> the slab's local free list (half the magazine); a block
+ *           of a sparse slab goes straight to its slab (maybe_set_sparse)
  *   free by any other thread: the slab's remote list (one CAS), or, if
  *           the slab's thread has exited and this one has a heap, the
  *           slab is adopted and the free is the owner's
@@ -404,7 +405,7 @@ static bool slab_has_local(const struct hak_slab *slab)
  * shrinking); then each of its slabs freed into since is looked at once.
  * A class in steady churn refills what it spills and never gets there:
  * a trigger on the thread's freed bytes alone (the SuperSlab tier's
- * allowance, 1 MiB + 1/8 of the slab memory) scavenged 123 MiB in bench
+ * allowance then, 1 MiB + 1/8 of the slab memory) scavenged 123 MiB in bench
  * mixed_mid (scale 0.3) that its refills faulted back at once, 0.11 ->
  * 0.175 s. malloc_trim scavenges every class at once.
  *
@@ -555,35 +556,45 @@ static void maybe_scavenge(struct class_state *cs, unsigned class_index)
  * its survivors, old and new, spread over all its slabs, and few pages
  * ever come free. bench frag_stress, as its small blocks give way to
  * 1-32 KiB ones: at 33 % of the run the 590 Tiny slabs were all 10-30 %
- * used, holding 8 MB in 38 MB. So a slab found less than half used when
- * a block comes back to it from the caches becomes sparse, if the class
- * has a fuller slab to allocate from: it goes to the back of the class's
- * list, which refills take from the front, and its bin offset points at
+ * used, holding 8 MiB in 37 MiB. So a slab found less than half used when
+ * a block comes back to it from the caches becomes sparse, if the slab at
+ * the front of the class's list (where refills take from) is fuller and
+ * not sparse itself: it goes to the back, and its bin offset points at
  * hak_tls.sparse_bin, so that its blocks freed from then on go back to it
- * rather than to the caches. It fills up only once the fuller slabs are
- * used up (the first refill from it ends the state). Survivors gather in
- * the fuller slabs; the sparse ones empty and go back, or their pages are
- * scavenged. frag_stress peak RSS
- * 65.3 -> 60.5 MiB (glibc 60.9), with the SuperSlab allowance at 1/16
- * (superslab.c); callgrind counts 0.5-1.4 % more instructions on
- * tiny_bands, mixed_small and larson, and the same on tiny_hot. */
-static int32_t sparse_tpoff(void)
+ * rather than to the caches. A refill that reaches it ends the state.
+ * Survivors gather in the fuller slabs; the sparse ones empty and go
+ * back, or their pages are scavenged. frag_stress peak RSS 65.3 -> 60.3
+ * MiB (glibc 60.9), with the SuperSlab allowance at 1/16 (superslab.c);
+ * callgrind counts 0.5-1.4 % more instructions on tiny_bands, mixed_small
+ * and larson, and the same on tiny_hot. */
+/* The offset from the thread pointer of hak_tls's field at `offset`. The
+ * barrier keeps the TLS offset a 64-bit GOT load: the linker can relax
+ * only that form when libhakmem.a goes into an executable. */
+static int32_t tls_field_tpoff(size_t offset)
 {
-    return (int32_t)((intptr_t)&hak_tls.sparse_bin - (intptr_t)__builtin_thread_pointer());
+    intptr_t tpoff = hak_tls_tpoff();
+    __asm__("" : "+r"(tpoff));
+    return (int32_t)(tpoff + (intptr_t)offset);
+}
+
+/* bin_tpoff: relaxed atomic, because the decay thread's idle reclaim
+ * gives blocks back (and may make a slab sparse) while the owner's free
+ * fast path reads it; either value is safe there (plain moves on x86). */
+static int32_t slab_bin(const struct hak_slab *slab)
+{
+    return __atomic_load_n(&slab->bin_tpoff, __ATOMIC_RELAXED);
 }
 
 static bool slab_sparse(const struct hak_slab *slab)
 {
-    return slab->bin_tpoff == sparse_tpoff();
+    return slab_bin(slab) == tls_field_tpoff(offsetof(struct hak_tls, sparse_bin));
 }
 
 static void slab_set_bin(struct hak_slab *slab, unsigned class_index)
 {
-    /* The barrier keeps the TLS offset a 64-bit GOT load: the linker can
-     * relax only that form when libhakmem.a goes into an executable. */
-    intptr_t tpoff = hak_tls_tpoff();
-    __asm__("" : "+r"(tpoff));
-    slab->bin_tpoff = (int32_t)(tpoff + (intptr_t)(class_index * sizeof(struct hak_tc_bin)));
+    __atomic_store_n(&slab->bin_tpoff,
+                     tls_field_tpoff(offsetof(struct hak_tls, bins) + class_index * sizeof(struct hak_tc_bin)),
+                     __ATOMIC_RELAXED);
 }
 
 /* A Mid class's slabs become sparse only while the class shrinks (its
@@ -591,18 +602,21 @@ static void slab_set_bin(struct hak_slab *slab, unsigned class_index)
  * steady churn, bench mixed_mid's slabs hover around half used, and
  * sparse ones cost it 4-8 % (their blocks no longer reused, still hot,
  * from the caches). With the gate, frag_stress's peak stays under glibc's
- * (60.5 against 60.9 MiB, 7 runs each); without Mid classes at all it
- * was 62.8 MiB. */
+ * (60.3-60.5 against 60.9 MiB, 5-7 runs each); without Mid classes at
+ * all it was 62.8 MiB. */
 #define SPARSE_MID_SHRINK (256 * HAK_KiB)
 
-/* A block just went back to `slab`, on its class's avail list. */
+/* A block just went back to `slab`, on its class's avail list. Not
+ * skipped: the slab a refill last took from (kept from turning sparse
+ * again at once, it raised frag_stress's peak by 0.6 MiB). */
 static void maybe_set_sparse(struct class_state *cs, struct hak_slab *slab)
 {
     struct hak_slab *front = cs->avail.head;
-    if (slab->used * 2 >= (uint32_t)(HAK_SLAB_SIZE / slab->block_size) || front == slab || slab_sparse(front) ||
-        slab_sparse(slab) || (slab->class_index >= HAK_NUM_TINY_CLASSES && cs->scav_net <= (int64_t)SPARSE_MID_SHRINK))
+    if (slab->used * 2 >= (uint32_t)(HAK_SLAB_SIZE / slab->block_size) || front == slab || front->used <= slab->used ||
+        slab_sparse(front) || slab_sparse(slab) ||
+        (slab->class_index >= HAK_NUM_TINY_CLASSES && cs->scav_net <= (int64_t)SPARSE_MID_SHRINK))
         return;
-    slab->bin_tpoff = sparse_tpoff();
+    __atomic_store_n(&slab->bin_tpoff, tls_field_tpoff(offsetof(struct hak_tls, sparse_bin)), __ATOMIC_RELAXED);
     HAK_PROBE(ss_slab_sparse, slab->class_index, hak_slab_base(slab), slab->used);
     if (cs->avail.tail != slab) {
         slab_remove(&cs->avail, slab);
@@ -842,6 +856,8 @@ static bool take_adopted(struct hak_heap *heap, unsigned class_index, struct hak
 {
     struct class_state *cs = &heap->cls[class_index];
     drain_remote(slab);
+    if (slab_sparse(slab)) /* it was sparse for its last owner */
+        slab_set_bin(slab, class_index);
     HAK_COUNT(tiny_adopted, 1);
     HAK_PROBE(tiny_adopt, class_index, hak_slab_base(slab), slab->used);
     if (slab->used == 0)
@@ -1473,7 +1489,7 @@ static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
     switch (class_front[class_index]) {
     case FRONT_SLL: {
         struct hak_tc_bin *bin = &hak_tc_bins[class_index];
-        if (HAK_UNLIKELY(slab_sparse(hak_slab_of(p)))) {
+        if (HAK_UNLIKELY(slab_sparse(hak_slab_of(p))) && !cs->draining) {
             slab_give(cs, p);
             break;
         }
@@ -1596,8 +1612,9 @@ static void flush_heap(struct hak_heap *heap, struct hak_tc_bin *bins, bool exit
                     abandoned_count_add(&centrals[c], 1);
                     pthread_mutex_unlock(&centrals[c].lock);
                 } else {
-                    slab_push(slab_has_local(slab) ? &cs->avail : &cs->full, slab,
-                              slab_has_local(slab) ? HAK_SLAB_AVAIL : HAK_SLAB_FULL);
+                    /* In order: sparse slabs stay at the back. */
+                    slab_append(slab_has_local(slab) ? &cs->avail : &cs->full, slab,
+                                slab_has_local(slab) ? HAK_SLAB_AVAIL : HAK_SLAB_FULL);
                 }
             }
         }

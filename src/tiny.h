@@ -36,7 +36,7 @@ struct hak_tls {
      * a slab's owner_tp is cleared whenever it changes hands, so a thread
      * pointer reused by a later thread never matches a stale slab. */
     struct hak_heap *heap;
-    /* The bin of the thread's sparse slabs (tiny.c, slab_set_sparse): it
+    /* The bin of the thread's sparse slabs (tiny.c, maybe_set_sparse): it
      * never takes a block (room 0), so free's fast path sends every block
      * of such a slab to the slow path, at no cost to the others. */
     struct hak_tc_bin sparse_bin;
@@ -102,7 +102,7 @@ HAK_INLINE void hak_small_free_inline(void *p)
     struct hak_slab *slab = hak_slab_of(p);
     if (HAK_LIKELY(atomic_load_explicit(&slab->owner_tp, memory_order_relaxed) ==
                    (uintptr_t)__builtin_thread_pointer())) {
-        hak_fs_bin *bin = hak_fs_bin_at(slab->bin_tpoff);
+        hak_fs_bin *bin = hak_fs_bin_at(__atomic_load_n(&slab->bin_tpoff, __ATOMIC_RELAXED));
         if (HAK_LIKELY(bin->room > 0)) {
             *(void **)p = bin->head;
             bin->head = p;
