@@ -606,9 +606,9 @@ static void slab_set_bin(struct hak_slab *slab, unsigned class_index)
  * all it was 62.8 MiB. */
 #define SPARSE_MID_SHRINK (256 * HAK_KiB)
 
-/* A block just went back to `slab`, on its class's avail list. Not
- * skipped: the slab a refill last took from (kept from turning sparse
- * again at once, it raised frag_stress's peak by 0.6 MiB). */
+/* A block just went back to `slab`, on its class's avail list. The slab a
+ * refill last took from may turn sparse again at once: exempting it raised
+ * frag_stress's peak by 0.6 MiB. */
 static void maybe_set_sparse(struct class_state *cs, struct hak_slab *slab)
 {
     struct hak_slab *front = cs->avail.head;
