@@ -655,12 +655,15 @@ static void tc_unhold(struct l25_tcache *tc, uint32_t k)
         tc->held_mask &= ~(1u << c);
 }
 
+/* Slots first .. first + n - 1 leave, the later ones move down: at most
+ * TC_SLOTS, a loop rather than three calls to memmove. */
 static void tc_remove(struct l25_tcache *tc, uint32_t first, uint32_t n)
 {
-    uint32_t rest = tc->count - first - n;
-    memmove(tc->block + first, tc->block + first + n, rest * sizeof(tc->block[0]));
-    memmove(tc->cls + first, tc->cls + first + n, rest * sizeof(tc->cls[0]));
-    memmove(tc->pages + first, tc->pages + first + n, rest * sizeof(tc->pages[0]));
+    for (uint32_t k = first; k + n < tc->count; k++) {
+        tc->block[k] = tc->block[k + n];
+        tc->cls[k] = tc->cls[k + n];
+        tc->pages[k] = tc->pages[k + n];
+    }
     tc->count -= n;
 }
 
@@ -776,11 +779,11 @@ static void *l25_alloc(size_t size)
     uint32_t pages = need;
     void *got[TC_SLOTS];
     uint32_t n = 0;
+    /* No clock read and no tick here: taking spans only lowers the free
+     * bytes, and the ticks come with frees and with the maintenance every
+     * MAINTAIN_EVERY calls (bench mixed_l25: 25 instructions an
+     * allocation). */
     l25_lock_take();
-    /* The clock is read under the lock: free times and tick times stored
-     * under it then never run backwards (a later time stored first would
-     * make now - t wrap and purge spans freed a moment ago). */
-    uint32_t now = (uint32_t)hak_now_ms();
     for (; n < want; n++) {
         struct page_rec *rec = take_span(c, pages, &reason);
         if (!rec)
@@ -794,7 +797,6 @@ static void *l25_alloc(size_t size)
         tcache_register(tc);
     if (n)
         refills++;
-    maybe_tick(now);
     publish_stats();
     l25_lock_drop();
     if (n == 0) {
