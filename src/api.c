@@ -193,7 +193,7 @@ HAK_EXPORT void *realloc(void *p, size_t size)
     size_t want = size;
     if (size > old_usable && size > HAK_SMALL_MAX && size <= HAK_L25_MAX) {
         want = hak_l25_class_size(hak_l25_class_of(size));
-        if (want < size) /* the class table is filled at start-up, after the boot arena's first blocks */
+        if (want < size) /* the class table is filled after the boot arena's first blocks */
             want = size;
     }
     void *q = hak_alloc_inline(want);

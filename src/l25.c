@@ -5,12 +5,12 @@
  * 64, 80, ... 1024 KiB) index the thread caches, size the pool's growth
  * and the cache's extra blocks, and give realloc its room to grow; a
  * cached span serves a request it exceeds by at most an eighth, or any
- * request of its class if it has the class's full size. A chunk's first pages hold one record
- * per page; a span's first and last records carry its length (boundary
- * tags), so a freed span merges with free neighbours at once, and free
- * spans of any size serve any class. The SuperSlab byte map marks L25
- * chunks (HAK_MAP_L25), so free finds the chunk from any block in O(1)
- * with no per-block header and no hash lookup.
+ * request of its class if it has the class's full size. A chunk's first
+ * pages hold one record per page; a span's first and last records carry
+ * its length (boundary tags), so a freed span merges with free neighbours
+ * at once, and free spans of any size serve any class. The SuperSlab byte
+ * map marks L25 chunks (HAK_MAP_L25), so free finds the chunk from any
+ * block in O(1) with no per-block header and no hash lookup.
  *
  * Why spans and not runs of one class (the design brief's runs): measured
  * on bench mixed_l25 (random replacement of 32 KiB - 1 MiB blocks), runs

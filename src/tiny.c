@@ -567,6 +567,7 @@ static void maybe_scavenge(struct class_state *cs, unsigned class_index)
  * MiB (glibc 60.9), with the SuperSlab allowance at 1/16 (superslab.c);
  * callgrind counts 0.5-1.4 % more instructions on tiny_bands, mixed_small
  * and larson, and the same on tiny_hot. */
+
 /* The offset from the thread pointer of hak_tls's field at `offset`. The
  * barrier keeps the TLS offset a 64-bit GOT load: the linker can relax
  * only that form when libhakmem.a goes into an executable. */
@@ -585,9 +586,14 @@ static int32_t slab_bin(const struct hak_slab *slab)
     return __atomic_load_n(&slab->bin_tpoff, __ATOMIC_RELAXED);
 }
 
+static int32_t sparse_tpoff(void)
+{
+    return tls_field_tpoff(offsetof(struct hak_tls, sparse_bin));
+}
+
 static bool slab_sparse(const struct hak_slab *slab)
 {
-    return slab_bin(slab) == tls_field_tpoff(offsetof(struct hak_tls, sparse_bin));
+    return slab_bin(slab) == sparse_tpoff();
 }
 
 static void slab_set_bin(struct hak_slab *slab, unsigned class_index)
@@ -616,7 +622,7 @@ static void maybe_set_sparse(struct class_state *cs, struct hak_slab *slab)
         slab_sparse(front) || slab_sparse(slab) ||
         (slab->class_index >= HAK_NUM_TINY_CLASSES && cs->scav_net <= (int64_t)SPARSE_MID_SHRINK))
         return;
-    __atomic_store_n(&slab->bin_tpoff, tls_field_tpoff(offsetof(struct hak_tls, sparse_bin)), __ATOMIC_RELAXED);
+    __atomic_store_n(&slab->bin_tpoff, sparse_tpoff(), __ATOMIC_RELAXED);
     HAK_PROBE(ss_slab_sparse, slab->class_index, hak_slab_base(slab), slab->used);
     if (cs->avail.tail != slab) {
         slab_remove(&cs->avail, slab);
@@ -1489,14 +1495,14 @@ static void owner_free(struct hak_heap *heap, unsigned class_index, void *p)
     switch (class_front[class_index]) {
     case FRONT_SLL: {
         struct hak_tc_bin *bin = &hak_tc_bins[class_index];
-        if (HAK_UNLIKELY(slab_sparse(hak_slab_of(p))) && !cs->draining) {
-            slab_give(cs, p);
-            break;
-        }
         if (cs->draining) {
             /* Only being freed: no empty slab kept either (bench phases
              * kept one per class after freeing all but 1 % of its blocks). */
             slab_give_keep(cs, p, 0);
+            break;
+        }
+        if (HAK_UNLIKELY(slab_sparse(hak_slab_of(p)))) {
+            slab_give(cs, p);
             break;
         }
         *(void **)p = bin->head;

@@ -42,6 +42,7 @@
 
 #include <malloc.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -644,6 +645,13 @@ static struct sparse sparse_fill(size_t size, size_t bytes)
     return sp;
 }
 
+static void sparse_free(struct sparse *sp)
+{
+    for (size_t i = 0; i < sp->count; i++)
+        free(sp->block[i]);
+    free(sp->block);
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
     uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
@@ -672,6 +680,23 @@ static void sparse_check(const struct sparse *sp, char **fresh, size_t nfresh)
         CHECK(all[i] - all[i - 1] >= sp->size, "blocks %#lx and %#lx of %zu bytes overlap", (unsigned long)all[i - 1],
               (unsigned long)all[i], sp->size);
     free(all);
+}
+
+/* Bytes scavenged while sparse_fill frees 90 % of a class's blocks, or,
+ * with `trim`, by the malloc_trim(0) that follows; the survivors are then
+ * checked and freed. */
+static uint64_t fill_and_scavenge(size_t size, size_t bytes, bool trim)
+{
+    uint64_t before = hk_have_api() ? hk_stats().scavenged_bytes : 0;
+    struct sparse sp = sparse_fill(size, bytes);
+    if (trim) {
+        before = hk_have_api() ? hk_stats().scavenged_bytes : 0;
+        malloc_trim(0);
+    }
+    uint64_t scavenged = hk_have_api() ? hk_stats().scavenged_bytes - before : 0;
+    sparse_check(&sp, NULL, 0);
+    sparse_free(&sp);
+    return scavenged;
 }
 
 static void t_scavenge(void)
@@ -712,42 +737,25 @@ static void t_scavenge(void)
         for (size_t i = 0; i < nfresh; i++)
             free(fresh[i]);
         free(fresh);
-        for (size_t i = 0; i < sp.count; i++)
-            free(sp.block[i]);
-        free(sp.block);
+        sparse_free(&sp);
     }
 
     /* A Tiny class scavenges itself after 128 KiB: 90 % of 600 KiB of
      * 640-byte blocks freed, with no malloc_trim (a page of 6.4 blocks is
      * wholly free with odds near 0.9^7, 48 %). */
-    {
-        uint64_t tiny0 = hk_have_api() ? hk_stats().scavenged_bytes : 0;
-        struct sparse tiny = sparse_fill(640, 600 * KiB);
-        uint64_t tiny_scavenged = hk_have_api() ? hk_stats().scavenged_bytes - tiny0 : 0;
-        printf("scavenge tiny scavenged=%llu\n", (unsigned long long)tiny_scavenged);
-        if (hk_have_api())
-            CHECK(tiny_scavenged >= 64 * KiB, "a Tiny class 90 %% free scavenged %llu KiB by itself",
-                  (unsigned long long)(tiny_scavenged / KiB));
-        sparse_check(&tiny, NULL, 0);
-        for (size_t i = 0; i < tiny.count; i++)
-            free(tiny.block[i]);
-        free(tiny.block);
-    }
+    uint64_t scavenged = fill_and_scavenge(640, 600 * KiB, false);
+    printf("scavenge tiny scavenged=%llu\n", (unsigned long long)scavenged);
+    if (hk_have_api())
+        CHECK(scavenged >= 64 * KiB, "a Tiny class 90 %% free scavenged %llu KiB by itself",
+              (unsigned long long)(scavenged / KiB));
 
-    /* 600 KiB of 2 KiB blocks freed: under the 1 MiB a class must shrink
-     * by before it scavenges itself; malloc_trim does it. */
-    struct sparse sp = sparse_fill(2048, 600 * KiB);
-    uint64_t scav0 = hk_have_api() ? hk_stats().scavenged_bytes : 0;
-    malloc_trim(0);
-    uint64_t scavenged = hk_have_api() ? hk_stats().scavenged_bytes - scav0 : 0;
+    /* 600 KiB of 2 KiB blocks freed: under the 1 MiB a Mid class must
+     * shrink by before it scavenges itself; malloc_trim does it. */
+    scavenged = fill_and_scavenge(2048, 600 * KiB, true);
     printf("scavenge trim scavenged=%llu\n", (unsigned long long)scavenged);
     if (hk_have_api())
         CHECK(scavenged >= 200 * KiB, "malloc_trim scavenged %llu KiB of a class 90 %% free",
               (unsigned long long)(scavenged / KiB));
-    sparse_check(&sp, NULL, 0);
-    for (size_t i = 0; i < sp.count; i++)
-        free(sp.block[i]);
-    free(sp.block);
 }
 
 static void t_tier_rss(void)
