@@ -192,6 +192,16 @@ static inline void bench_unmap(void *p, size_t n)
     munmap(p, n);
 }
 
+/* Give back the pages of a bench_map() area of `size` bytes from `keep`
+ * bytes on (the harness's own bookkeeping it no longer needs). */
+static inline void bench_release_tail(void *p, size_t keep, size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    keep = (keep + page - 1) / page * page;
+    if (keep < size)
+        madvise((char *)p + keep, size - keep, MADV_DONTNEED);
+}
+
 /* Write the first and last byte and one byte per page: the block must really
  * be n bytes long, its pages become resident (so RSS is honest), and a large
  * block is not turned into a memset benchmark. */

@@ -67,6 +67,11 @@ struct hak_slab {
     /* Blocks freed into the slab since it was last scavenged (saturates):
      * a slab nobody freed into has no new free page to find. */
     uint16_t scav_freed;
+    /* The slab's resident extent, in pages from its start: what its
+     * classes carved since it was last purged (counted as resident, the
+     * rest of the slab as purged). A dirty slab carved again keeps it
+     * whether or not its new class gets that far (superslab.c). */
+    uint16_t resident_pages;
 } __attribute__((aligned(128)));
 /* A power of two: free finds the slab with a shift and a mask. */
 _Static_assert(sizeof(struct hak_slab) == 128, "hak_slab_of assumes 128-byte slab records");
@@ -184,6 +189,18 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
+/* The owner carved its slab up to bump: the slab's resident extent grows
+ * to its class's last block, counted back from purged. */
+void hak_ss_slab_extend(struct hak_slab *slab);
+static inline void hak_ss_slab_carved(struct hak_slab *slab, const char *bump)
+{
+    if (HAK_UNLIKELY(bump > hak_slab_base(slab) + (size_t)slab->resident_pages * HAK_PAGE))
+        hak_ss_slab_extend(slab);
+}
+/* Owner (or the decay thread with the owner shut out): purge the pages of
+ * a slab in use past what its class has carved (left by an earlier
+ * class, or reached by none yet). Returns the bytes purged. */
+size_t hak_ss_slab_purge_tail(struct hak_slab *slab);
 /* Purge every free slab now (the decay thread, after an idle thread's
  * caches came back). */
 void hak_ss_purge_dirty(void);

@@ -543,6 +543,19 @@ static void scavenge_class(struct class_state *cs)
             slab_scavenge(slab);
 }
 
+/* The idle pass and malloc_trim: every slab's pages past what its class
+ * carved (an earlier class's, or not reached yet) too. Left to those two
+ * because a class in use carves them again soon: bench frag_stress after
+ * 1.5 s idle, 44.0 -> 42.5 MB (1.5 MiB of such pages in 310 slabs). */
+static void scavenge_class_all(struct class_state *cs)
+{
+    scavenge_class(cs);
+    for (struct hak_slab *slab = cs->avail.head; slab; slab = slab->next)
+        hak_ss_slab_purge_tail(slab);
+    for (struct hak_slab *slab = cs->full.head; slab; slab = slab->next)
+        hak_ss_slab_purge_tail(slab);
+}
+
 static void maybe_scavenge(struct class_state *cs, unsigned class_index)
 {
     int64_t trigger = class_index < HAK_NUM_TINY_CLASSES ? (int64_t)SCAV_TINY_CLASS_MIN : (int64_t)SCAV_CLASS_MIN;
@@ -993,6 +1006,7 @@ static uint32_t slabs_take(struct hak_heap *heap, unsigned class_index, uint32_t
             }
             /* Atomic store: hakmem_owns() reads it from any thread. */
             __atomic_store_n(&slab->bump, bump, __ATOMIC_RELAXED);
+            hak_ss_slab_carved(slab, bump);
         }
         slab->used += got - before;
         if (!slab_has_local(slab)) {
@@ -1683,7 +1697,7 @@ static uint32_t reclaim_heap(struct hak_heap *heap)
         uint32_t blocks = return_arrays(heap, c);
         returned += cs->empty;
         release_empty_slabs(cs);
-        scavenge_class(cs);
+        scavenge_class_all(cs);
         if (blocks)
             probe_spill(c, blocks, HAK_SPILL_IDLE);
         returned += blocks;
@@ -1815,7 +1829,7 @@ size_t hak_small_trim(void)
     if (heap != HAK_NO_HEAP && !busy_now()) {
         busy_enter();
         for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-            scavenge_class(&heap->cls[c]);
+            scavenge_class_all(&heap->cls[c]);
         busy_leave();
     }
     sweep_abandoned();

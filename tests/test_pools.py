@@ -4,8 +4,9 @@ whole pages and realloc growing them in place, the TLS ring of
 cross-thread Mid frees, the capacity caps, a budget under the live data
 (reported, not fatal) and one over it (kept), purge after the decay time,
 malloc_trim, the scavenging of free pages inside slabs in use (the
-survivors intact, the purged blocks handed out again once each), and the
-per-tier resident estimate against the measured RSS.
+survivors intact, the purged blocks handed out again once each), the
+per-tier resident estimate against the measured RSS, and a slab carved
+again for a class that reaches less of it purged whole.
 With root, bpftrace checks that the os_* probes add up, tier by tier, to
 the same resident estimate as hakmem's counters, and sees the ring flush."""
 import re
@@ -38,6 +39,7 @@ SUBTESTS = {
     "idle_thread_nothread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_BIGCACHE_DECAY_MS": "200",
                              "HAKMEM_DECAY_THREAD": "0"},
     "tier_rss": {},
+    "slab_reuse": {},
 }
 
 

@@ -36,7 +36,12 @@
  *   leak         leaks ~60 MiB, for HAKMEM_PROF (tests/test_observe.py)
  *   knobs        counters of a fixed workload, compared across settings
  *   tier_rss     the per-tier resident estimate (mapped - purged, what the
- *                os_* probes add up to) against the measured RSS growth */
+ *                os_* probes add up to) against the measured RSS growth
+ *   slab_reuse   a slab that 1 KiB blocks filled, carved again while still
+ *                resident for 24 KiB blocks that reach less of it:
+ *                malloc_trim purges the pages past their reach while one
+ *                is live (its contents kept), and once it goes back too,
+ *                leaves no page of the slab resident (mincore) */
 #include "check.h"
 #include "hk_api.h"
 
@@ -46,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define KiB ((size_t)1024)
@@ -801,6 +807,64 @@ static void t_tier_rss(void)
     printf("\n");
 }
 
+static size_t resident_pages(uintptr_t start, size_t bytes)
+{
+    unsigned char vec[64];
+    size_t pages = bytes / 4096, resident = 0;
+    REQUIRE(pages <= sizeof vec, "%zu pages", pages);
+    REQUIRE(mincore((void *)start, bytes, vec) == 0, "mincore");
+    for (size_t i = 0; i < pages; i++)
+        resident += vec[i] & 1;
+    return resident;
+}
+
+/* Two 24 KiB blocks (and their cache-line pads) fill a 64 KiB slab to
+ * 48 KiB: its last three pages are never theirs to touch. */
+static void t_slab_reuse(void)
+{
+    enum { SMALL_COUNT = 256 }; /* four slabs of 1 KiB blocks */
+    const size_t slab_bytes = 64 * KiB, big_size = 24 * KiB;
+    static char *small[SMALL_COUNT];
+    for (size_t i = 0; i < SMALL_COUNT; i++) {
+        small[i] = malloc(1024);
+        REQUIRE(small[i], "malloc(1024)");
+        memset(small[i], 1, 1024);
+    }
+    /* small[0] stays: its SuperSlab must not be unmapped by the trim. */
+    for (size_t i = 1; i < SMALL_COUNT; i++)
+        free(small[i]);
+    char *big = malloc(big_size);
+    REQUIRE(big, "malloc(%zu)", big_size);
+    memset(big, 2, big_size);
+    uintptr_t slab = (uintptr_t)big & ~(uintptr_t)(slab_bytes - 1);
+    bool reused = false;
+    for (size_t i = 0; i < SMALL_COUNT; i++)
+        reused |= ((uintptr_t)small[i] & ~(uintptr_t)(slab_bytes - 1)) == slab;
+    size_t before = resident_pages(slab, slab_bytes);
+    /* With the block still live, the trim purges the pages past its
+     * class's reach. */
+    malloc_trim(0);
+    size_t past_reach = resident_pages(slab + 52 * KiB, 12 * KiB);
+    for (size_t i = 0; i < big_size; i++)
+        if (big[i] != 2) {
+            CHECK(false, "the 24 KiB block changed at byte %zu after malloc_trim", i);
+            break;
+        }
+    free(big);
+    malloc_trim(0);
+    size_t after = resident_pages(slab, slab_bytes);
+    free(small[0]);
+    printf("slab_reuse reused=%d resident_before=%zu past_reach_in_use=%zu resident_after=%zu\n", reused, before,
+           past_reach, after);
+    if (hk_have_api()) {
+        CHECK(reused, "the 24 KiB block's slab is not one the 1 KiB blocks left resident");
+        CHECK(before == slab_bytes / 4096, "%zu of the slab's 16 pages resident before the trim", before);
+        CHECK(past_reach == 0, "%zu of the 3 pages past the 24 KiB class's reach resident after malloc_trim",
+              past_reach);
+        CHECK(after == 0, "%zu of the slab's 16 pages still resident after malloc_trim", after);
+    }
+}
+
 /* Counters after a fixed Mid and L25 workload, for tests/test_pools.py to
  * compare across HAKMEM_* settings. */
 static void t_knobs(void)
@@ -881,6 +945,7 @@ int main(int argc, char **argv)
         {"scavenge", t_scavenge},
         {"idle_thread", t_idle_thread},
         {"tier_rss", t_tier_rss},
+        {"slab_reuse", t_slab_reuse},
         {"knobs", t_knobs},
         {"leak", t_leak},
     };
