@@ -11,7 +11,8 @@
  * Reports peak and end RSS with the live bytes (the harness's object
  * array purged past its live slots first), RSS at the end of each
  * stage, and with BENCH_RSS_TRACE=path writes "t_seconds rss_kb live_bytes"
- * samples (about 256 over the run) for the RSS-over-time plot.
+ * samples (about 256 over the run, then one per 0.1 s of the idle sleep)
+ * for the RSS-over-time plot.
  * Then it sleeps BENCH_IDLE_S (1.5 s, 0.5 below scale 0.5) calling
  * nothing, as a service does between bursts, and reports rss_idle_kb:
  * what the allocator kept of the end RSS once its decay had the time to
@@ -22,6 +23,7 @@
 #define TARGET_LIVE (32ULL << 20)
 #define MAX_OBJECTS (TARGET_LIVE / 16 + 1024)
 #define SAMPLES 256
+#define IDLE_SAMPLES 128 /* one per 0.1 s slice of the idle sleep */
 
 struct object {
     void *ptr;
@@ -57,7 +59,7 @@ int main(int argc, char **argv)
     size_table_log_uniform(&tables[1], 1024, 32768, 12);
     size_table_log_uniform(&tables[2], 32768, 256 * 1024, 13);
     struct object *objs = bench_map(MAX_OBJECTS * sizeof *objs);
-    struct sample *samples = bench_map((SAMPLES + 2) * sizeof *samples);
+    struct sample *samples = bench_map((SAMPLES + IDLE_SAMPLES + 1) * sizeof *samples);
     size_t count = 0, nsamples = 0;
     uint64_t live = 0, sample_every = ops / SAMPLES ? ops / SAMPLES : 1;
     long rss_stage1 = 0, rss_stage2 = 0;
@@ -92,14 +94,19 @@ int main(int argc, char **argv)
      * Returned before the end measurements, as phases unmaps its array. */
     bench_release_tail(objs, count * sizeof *objs, MAX_OBJECTS * sizeof *objs);
     long end_rss = bench_rss_kb();
+    if (trace_path)
+        samples[nsamples++] = (struct sample){seconds, end_rss, live};
     /* Slices, so that an allocator's timer-driven purging has wake-ups to
-     * line up with; nothing here calls into the allocator. */
-    for (double slept = 0; slept < idle; slept += 0.1)
+     * line up with; nothing here calls into the allocator (reading
+     * /proc/self/status does not either). */
+    for (double slept = 0; slept < idle; slept += 0.1) {
         bench_sleep(0.1);
+        if (trace_path && nsamples < SAMPLES + IDLE_SAMPLES)
+            samples[nsamples++] = (struct sample){seconds + slept + 0.1, bench_rss_kb(), live};
+    }
     long idle_rss = bench_rss_kb();
 
     if (trace_path) {
-        samples[nsamples++] = (struct sample){seconds, end_rss, live};
         FILE *f = fopen(trace_path, "w");
         if (!f) {
             perror(trace_path);

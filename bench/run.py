@@ -655,7 +655,7 @@ def plot_all(groups, cfgs, allocs, ref, out_dir, traces):
                     f"set terminal {term} size 1200,600\nset output "
                     f"'{out_dir / 'frag_rss_over_time.png'}'\n"
                     "set title 'frag_stress: RSS over time (stages: small to 30%, drift to mid "
-                    "to 60%, then mixed)' noenhanced\nset xlabel 'seconds'\nset ylabel 'MiB'\n"
+                    "to 60%, then mixed; then idle, calling nothing)' noenhanced\nset xlabel 'seconds'\nset ylabel 'MiB'\n"
                     "set grid\nset key outside right top noenhanced\nset yrange [0:*]\n"
                     "plot " + ", ".join(lines) + "\n")
     else:
