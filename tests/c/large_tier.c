@@ -1,8 +1,11 @@
 /* large_tier — big blocks: repeated 64 MiB and 1-16 MiB cycles must not grow
- * RSS (freed large blocks are unmapped, purged or reused, not piled up), and
- * big alignments work for small and large requests. */
+ * RSS (freed large blocks are unmapped, purged or reused, not piled up),
+ * big alignments work for small and large requests, and HAKMEM_THP's
+ * advice reaches the kernel without keeping neighbours apart. */
 #include "check.h"
 #include "hk_api.h"
+
+#include <stdbool.h>
 
 static void t_cycles_64m(void)
 {
@@ -144,6 +147,88 @@ static void t_align_2m(void)
     }
 }
 
+/* The VmFlags of the mapping holding p, from /proc/self/smaps. */
+static void vma_flags(const void *p, char *out, size_t size)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    REQUIRE(f, "open /proc/self/smaps");
+    char line[512];
+    bool inside = false;
+    out[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(out, size, "%s", line + 8);
+            break;
+        }
+    }
+    fclose(f);
+    REQUIRE(out[0], "no mapping holds %p", p);
+}
+
+static bool has_flag(const char *flags, const char *flag)
+{
+    for (const char *f = flags; (f = strstr(f, flag)) != NULL; f++)
+        if ((f == flags || f[-1] == ' ') && (f[2] == ' ' || f[2] == '\n' || f[2] == '\0'))
+            return true;
+    return false;
+}
+
+/* HAKMEM_THP (off, auto: the default, on) as the kernel sees it: a 4 MiB
+ * block's mapping is advised MADV_HUGEPAGE ("hg") under auto and on,
+ * MADV_NOHUGEPAGE ("nh") under off; a 1.5 MiB one only under on. And two
+ * fresh mappings of an odd size lie next to each other (no 2 MiB
+ * alignment gap), so once freed they merge into one cache entry that
+ * serves a request for both. */
+static void t_thp(void)
+{
+    const char *policy = getenv("HAKMEM_THP");
+    if (!policy || !*policy)
+        policy = "auto";
+    char *big = malloc(4 * MiB + 12 * 1024), *mid = malloc(1536 * 1024);
+    REQUIRE(big && mid, "malloc");
+    memset(big, 1, 4 * MiB + 12 * 1024);
+    memset(mid, 2, 1536 * 1024);
+    char big_flags[256], mid_flags[256];
+    vma_flags(big, big_flags, sizeof big_flags);
+    vma_flags(mid, mid_flags, sizeof mid_flags);
+    printf("thp policy=%s big=%s", policy, big_flags);
+    printf("thp policy=%s mid=%s", policy, mid_flags);
+    if (hk_have_api()) {
+        bool off = strcmp(policy, "off") == 0, on = strcmp(policy, "on") == 0;
+        CHECK(has_flag(big_flags, off ? "nh" : "hg"), "HAKMEM_THP=%s, 4 MiB block: VmFlags %s", policy, big_flags);
+        CHECK(off  ? has_flag(mid_flags, "nh")
+              : on ? has_flag(mid_flags, "hg")
+                   : !has_flag(mid_flags, "hg"),
+              "HAKMEM_THP=%s, 1.5 MiB block: VmFlags %s", policy, mid_flags);
+    }
+    const size_t odd = 3 * MiB + 20 * 1024;
+    char *a = malloc(odd), *b = malloc(odd);
+    REQUIRE(a && b, "malloc(%zu)", odd);
+    memset(a, 3, odd);
+    memset(b, 4, odd);
+    bool adjacent = a + odd == b || b + odd == a;
+    printf("thp a=%p b=%p adjacent=%d\n", (void *)a, (void *)b, adjacent);
+    free(a);
+    free(b);
+    if (hk_have_api()) {
+        struct hakmem_stats s0 = hk_stats();
+        char *both = malloc(2 * odd);
+        REQUIRE(both, "malloc(%zu)", 2 * odd);
+        struct hakmem_stats s1 = hk_stats();
+        CHECK(adjacent, "two fresh %zu-byte blocks at %p and %p: not next to each other", odd, (void *)a, (void *)b);
+        CHECK(s1.bigcache_hits - s0.bigcache_hits == 1 && s1.tier_mapped[4] == s0.tier_mapped[4],
+              "malloc(%zu) after freeing the two: %llu cache hits, %llu bytes newly mapped", 2 * odd,
+              (unsigned long long)(s1.bigcache_hits - s0.bigcache_hits),
+              (unsigned long long)(s1.tier_mapped[4] - s0.tier_mapped[4]));
+        free(both);
+    }
+    free(big);
+    free(mid);
+}
+
 int main(int argc, char **argv)
 {
     static const struct subtest tests[] = {
@@ -151,6 +236,7 @@ int main(int argc, char **argv)
         {"cycles_1_16m", t_cycles_1_16m},
         {"align_2m", t_align_2m},
         {"bigcache_split_merge", t_bigcache_split_merge},
+        {"thp", t_thp},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
