@@ -384,6 +384,20 @@ void hak_large_free(void *p)
 /* Grow or shrink in place when the mapping allows it, otherwise let the
  * kernel move the pages (mremap): no copy either way. NULL (errno set)
  * leaves the block untouched. */
+/* mremap cannot grow a mapping that spans two kernel regions (VMAs): the
+ * BigCache merges neighbours by address, and neighbours with different
+ * THP advice, or one that mremap moved, stay separate regions (EFAULT).
+ * Then the block moves the way the other tiers' blocks do. */
+static void *large_realloc_by_copy(void *p, size_t size, size_t keep)
+{
+    void *q = hak_large_alloc(size, HAK_PAGE, false);
+    if (!q)
+        return NULL; /* errno = ENOMEM, os_oom fired; p is untouched */
+    memcpy(q, p, keep);
+    hak_large_free(p);
+    return q;
+}
+
 void *hak_large_realloc(void *p, size_t size)
 {
     if (size > PTRDIFF_MAX - HUGE_PAGE) {
@@ -415,14 +429,14 @@ void *hak_large_realloc(void *p, size_t size)
     registry_delete(b);
     pthread_mutex_unlock(&large_lock);
 
+    int saved = errno;
     void *q = mremap(p, old_map, new_map, MREMAP_MAYMOVE);
     pthread_mutex_lock(&large_lock);
     if (q == MAP_FAILED) {
         registry_insert((uintptr_t)p, old_map, old_usable, -1, 0);
         pthread_mutex_unlock(&large_lock);
-        HAK_PROBE(os_oom, size, 0, HAK_PT_LARGE);
-        errno = ENOMEM;
-        return NULL;
+        errno = saved;
+        return large_realloc_by_copy(p, size, old_usable < size ? old_usable : size);
     }
     /* The registry slot was freed above, so re-inserting cannot need more
      * room than the table already has. */

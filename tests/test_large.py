@@ -1,13 +1,14 @@
 """Large tier (tests/c/large_tier.c): 200 x 64 MiB and many 1-16 MiB cycles
 keep RSS bounded; 2 MiB alignment for small and large requests; the
 BigCache splits a larger cached mapping and merges neighbours back;
-HAKMEM_THP's advice as the kernel sees it (VmFlags), under each policy."""
+HAKMEM_THP's advice as the kernel sees it (VmFlags), under each policy;
+realloc grows a block the BigCache made of two kernel regions."""
 
 import pytest
 
 from conftest import check_subtest_list, run_subtest
 
-SUBTESTS = ["cycles_64m", "cycles_1_16m", "align_2m", "bigcache_split_merge", "thp"]
+SUBTESTS = ["cycles_64m", "cycles_1_16m", "align_2m", "bigcache_split_merge", "thp", "realloc_across"]
 
 
 @pytest.mark.timeout(240)

@@ -1,7 +1,8 @@
 /* large_tier — big blocks: repeated 64 MiB and 1-16 MiB cycles must not grow
  * RSS (freed large blocks are unmapped, purged or reused, not piled up),
- * big alignments work for small and large requests, and HAKMEM_THP's
- * advice reaches the kernel without keeping neighbours apart. */
+ * big alignments work for small and large requests, HAKMEM_THP's advice
+ * reaches the kernel without keeping neighbours apart, and a block cached
+ * across two kernel regions still grows. */
 #include "check.h"
 #include "hk_api.h"
 
@@ -229,6 +230,51 @@ static void t_thp(void)
     free(mid);
 }
 
+/* A cached mapping made of two freed neighbours that the kernel keeps as
+ * two regions (under the default HAKMEM_THP=auto a 2 MiB+ block's mapping
+ * is advised MADV_HUGEPAGE, a 1.5 MiB one's is not): a block served from
+ * it still grows by realloc, contents kept (mremap refuses to grow across
+ * the regions; the block must move instead). The kernel places a new
+ * mapping right below the last one unless a higher hole fits it: pairs
+ * are tried until one is adjacent, the others kept meanwhile. */
+static void t_realloc_across(void)
+{
+    const size_t small = 1536 * 1024, big = 2 * MiB + 8 * 1024, want = small + big - 64 * 1024, grown = 12 * MiB;
+    char *kept[16];
+    int nkept = 0;
+    char *a = NULL, *b = NULL;
+    for (int tries = 0; tries < 8 && !a; tries++) {
+        char *x = malloc(big), *y = malloc(small);
+        REQUIRE(x && y, "malloc");
+        memset(x, 1, big);
+        memset(y, 2, small);
+        if (y + small == x || x + big == y) {
+            a = x;
+            b = y;
+        } else {
+            kept[nkept++] = x;
+            kept[nkept++] = y;
+        }
+    }
+    printf("realloc_across a=%p b=%p after %d non-adjacent pairs\n", (void *)a, (void *)b, nkept / 2);
+    REQUIRE(a, "no two fresh Large mappings next to each other in 8 tries");
+    free(a);
+    free(b);
+    char *p = malloc(want);
+    REQUIRE(p, "malloc(%zu)", want);
+    if (hk_have_api())
+        CHECK(p == (a < b ? a : b), "malloc(%zu) at %p, not from the merged neighbours at %p", want, (void *)p,
+              (void *)(a < b ? a : b));
+    fill_pattern(p, want, 7);
+    char *q = realloc(p, grown);
+    REQUIRE(q, "realloc(%zu -> %zu) failed: %s", want, grown, strerror(errno));
+    CHECK(check_pattern(q, want, 7) < 0, "realloc(%zu -> %zu) lost the contents", want, grown);
+    memset(q + want, 3, grown - want);
+    free(q);
+    for (int i = 0; i < nkept; i++)
+        free(kept[i]);
+}
+
 int main(int argc, char **argv)
 {
     static const struct subtest tests[] = {
@@ -237,6 +283,7 @@ int main(int argc, char **argv)
         {"align_2m", t_align_2m},
         {"bigcache_split_merge", t_bigcache_split_merge},
         {"thp", t_thp},
+        {"realloc_across", t_realloc_across},
     };
     return run_subtests(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
