@@ -190,7 +190,9 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
 /* The owner carved its slab up to bump: the slab's resident extent grows
- * to its class's last block, counted back from purged. */
+ * to it, counted back from purged (once per refill that carves past it;
+ * growing it to the class's last block at once counted pages no block
+ * had reached as resident, and purged them again at release). */
 void hak_ss_slab_extend(struct hak_slab *slab);
 static inline void hak_ss_slab_carved(struct hak_slab *slab, const char *bump)
 {
