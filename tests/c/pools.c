@@ -4,7 +4,8 @@
  *   boundaries   every Mid and L25 class boundary: tier, usable size,
  *                alignment, contents, in-place realloc within the usable
  *                size and within the class, a shrink past both moves
- *   l25_reuse    random L25 churn reuses its chunks (coalescing spans)
+ *   l25_reuse    random L25 churn reuses its chunks (coalescing spans) and
+ *                keeps its free resident pages within its allowance
  *   l25_pages    an L25 block is its length in whole pages, not its class's
  *                size; realloc grows a block into the free pages after it
  *                and moves one whose neighbour is live, contents kept; the
@@ -179,7 +180,20 @@ static void t_l25_reuse(void)
      * not one per allocation (live bytes average 33 MiB, 2 MiB chunks). */
     if (hk_have_api())
         CHECK(s.l25_chunks <= 64, "%llu L25 chunks for 64 live blocks", (unsigned long long)s.l25_chunks);
-    for (int k = 0; k < LIVE; k++)
+    /* All but 8 freed (some 28 MiB): the pool keeps at most its allowance
+     * of them resident, 2 MiB + 1.5x its live bytes (the 8 left and the
+     * thread's cache), with 1 MiB of slack; the decay takes the rest later. */
+    for (int k = 8; k < LIVE; k++)
+        free(live[k]);
+    s = hk_stats();
+    size_t allowed = 2 * MiB + s.l25_live_bytes + s.l25_live_bytes / 2;
+    printf("l25_reuse after freeing 56: live=%llu KiB free_resident=%llu KiB allowance=%zu KiB\n",
+           (unsigned long long)(s.l25_live_bytes / KiB), (unsigned long long)(s.l25_free_resident / KiB),
+           allowed / KiB);
+    if (hk_have_api())
+        CHECK(s.l25_free_resident <= allowed + MiB, "L25 free resident %llu KiB over its allowance %zu KiB",
+              (unsigned long long)(s.l25_free_resident / KiB), allowed / KiB);
+    for (int k = 0; k < 8; k++)
         free(live[k]);
 }
 
