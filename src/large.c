@@ -381,9 +381,6 @@ void hak_large_free(void *p)
         unmap_block(p, map_size, HAK_UNMAP_FREE);
 }
 
-/* Grow or shrink in place when the mapping allows it, otherwise let the
- * kernel move the pages (mremap): no copy either way. NULL (errno set)
- * leaves the block untouched. */
 /* mremap cannot grow a mapping that spans two kernel regions (VMAs): the
  * BigCache merges neighbours by address, and neighbours with different
  * THP advice, or one that mremap moved, stay separate regions (EFAULT).
@@ -398,6 +395,9 @@ static void *large_realloc_by_copy(void *p, size_t size, size_t keep)
     return q;
 }
 
+/* Grow or shrink in place when the mapping allows it, otherwise let the
+ * kernel move the pages (mremap): no copy either way, unless mremap
+ * cannot (above). NULL (errno set) leaves the block untouched. */
 void *hak_large_realloc(void *p, size_t size)
 {
     if (size > PTRDIFF_MAX - HUGE_PAGE) {
