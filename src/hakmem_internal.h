@@ -21,6 +21,27 @@
  * costs on every access and can itself allocate. */
 #define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
 
+/* ThreadSanitizer (the test suite's clang build) does not see the %fs
+ * accesses of the thread cache's fast paths, nor the membarrier that
+ * orders them against the decay thread: these tell it the happens-before
+ * edges that the handshake gives (hak_mid_pop, hak_small_reclaim_idle). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HAK_TSAN 1
+#endif
+#endif
+#if defined(HAK_TSAN)
+#include <sanitizer/tsan_interface.h>
+#define HAK_TSAN_RELEASE(addr) __tsan_release((void *)(addr))
+#define HAK_TSAN_ACQUIRE(addr) __tsan_acquire((void *)(addr))
+/* Reads of another thread's cache that are racy by design. */
+#define HAK_RACY_READS __attribute__((no_sanitize("thread")))
+#else
+#define HAK_TSAN_RELEASE(addr) ((void)0)
+#define HAK_TSAN_ACQUIRE(addr) ((void)0)
+#define HAK_RACY_READS
+#endif
+
 #define HAK_KiB ((size_t)1024)
 #define HAK_MiB ((size_t)1024 * 1024)
 #define HAK_PAGE ((size_t)4096)
@@ -192,6 +213,10 @@ struct hak_idle_gate {
     uint32_t entries_seen, entries_reclaimed; /* the decay thread's, under the owner list's lock
                                                  (a recycled heap's start from its last thread's:
                                                  at worst one tick later) */
+    /* A digest of what the fast paths change (the SuperSlab heap's SLL
+     * heads and rooms), at the last tick and at the last reclaim: a thread
+     * busy on its fast paths alone is not idle. */
+    uint64_t fronts_seen, fronts_reclaimed;
 };
 
 void hak_gate_wait(struct hak_idle_gate *gate);
@@ -213,15 +238,17 @@ static inline void hak_gate_leave(_Atomic uint8_t *busy)
     atomic_store_explicit(busy, 0, memory_order_release);
 }
 
-/* Decay thread: close the gate of caches not entered since the last tick
- * (and not reclaimed since); true when closed. Then one hak_membarrier for
- * all, then hak_gate_owned for each, then hak_gate_open. */
-static inline bool hak_gate_close_if_quiet(struct hak_idle_gate *gate)
+/* Decay thread: close the gate of caches not entered, and whose fast-path
+ * digest `fronts` did not change, since the last tick (and not reclaimed
+ * since); true when closed. Then one hak_membarrier for all, then
+ * hak_gate_owned for each, then hak_gate_open. */
+static inline bool hak_gate_close_if_quiet(struct hak_idle_gate *gate, uint64_t fronts)
 {
     uint32_t entries = atomic_load_explicit(&gate->entries, memory_order_relaxed);
-    bool quiet = entries == gate->entries_seen;
+    bool quiet = entries == gate->entries_seen && fronts == gate->fronts_seen;
     gate->entries_seen = entries;
-    if (!quiet || entries == gate->entries_reclaimed)
+    gate->fronts_seen = fronts;
+    if (!quiet || (entries == gate->entries_reclaimed && fronts == gate->fronts_reclaimed))
         return false;
     atomic_store_explicit(&gate->closed, 1, memory_order_relaxed);
     return true;
@@ -236,8 +263,10 @@ static inline bool hak_gate_owned(_Atomic uint8_t *busy)
 
 static inline void hak_gate_open(struct hak_idle_gate *gate, bool reclaimed)
 {
-    if (reclaimed)
+    if (reclaimed) {
         gate->entries_reclaimed = gate->entries_seen;
+        gate->fronts_reclaimed = gate->fronts_seen;
+    }
     atomic_store_explicit(&gate->closed, 0, memory_order_release);
 }
 /* Largest request the small tier serves for a given alignment, 0 if none. */

@@ -983,7 +983,7 @@ void hak_l25_reclaim_idle(void)
     uint32_t n = 0;
     l25_lock_take();
     for (struct l25_tcache *tc = tcaches; tc && n < 64; tc = tc->next)
-        if (hak_gate_close_if_quiet(&tc->gate))
+        if (hak_gate_close_if_quiet(&tc->gate, 0))
             idle[n++] = tc;
     bool fenced = n && hak_membarrier();
     uint32_t now = (uint32_t)hak_now_ms();

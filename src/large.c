@@ -54,9 +54,18 @@ struct cached_map {
     uint64_t stamp_ms;
 };
 static struct cached_map bigcache[BIGCACHE_ENTRIES];
+/* Written under large_lock; hak_large_decay reads it without. */
 static size_t bigcache_count;
 static size_t bigcache_bytes;
 static size_t bigcache_limit;
+
+/* The last entry, taken off the cache. Called with the lock held. */
+static struct cached_map bigcache_pop_last(void)
+{
+    size_t last = bigcache_count - 1;
+    __atomic_store_n(&bigcache_count, last, __ATOMIC_RELAXED);
+    return bigcache[last];
+}
 static uint64_t bigcache_decay_ms;
 static int thp_policy;
 
@@ -175,7 +184,7 @@ static void bigcache_decay(uint64_t now)
     for (size_t i = 0; i < bigcache_count;) {
         if (now - bigcache[i].stamp_ms >= bigcache_decay_ms) {
             struct cached_map victim = bigcache[i];
-            bigcache[i] = bigcache[--bigcache_count];
+            bigcache[i] = bigcache_pop_last();
             bigcache_bytes -= victim.map_size;
             HAK_UNCOUNT(bigcache_bytes, victim.map_size);
             HAK_PROBE(large_cache_evict, victim.map_size, HAK_UNMAP_DECAY);
@@ -243,7 +252,7 @@ static void bigcache_remove(size_t i)
 {
     bigcache_bytes -= bigcache[i].map_size;
     HAK_UNCOUNT(bigcache_bytes, bigcache[i].map_size);
-    bigcache[i] = bigcache[--bigcache_count];
+    bigcache[i] = bigcache_pop_last();
 }
 
 /* Blocks the L25 pool would serve are not cached: a size is retained in
@@ -280,7 +289,8 @@ static bool bigcache_put(void *p, size_t map_size, uint64_t now)
         unmap_block(p, map_size, HAK_UNMAP_EVICT);
         return true;
     }
-    bigcache[bigcache_count++] = (struct cached_map){p, map_size, now};
+    bigcache[bigcache_count] = (struct cached_map){p, map_size, now};
+    __atomic_store_n(&bigcache_count, bigcache_count + 1, __ATOMIC_RELAXED);
     bigcache_bytes += map_size;
     HAK_COUNT(bigcache_bytes, map_size);
     return true;
@@ -479,7 +489,7 @@ size_t hak_large_trim(void)
     size_t released = 0;
     pthread_mutex_lock(&large_lock);
     while (bigcache_count) {
-        struct cached_map victim = bigcache[--bigcache_count];
+        struct cached_map victim = bigcache_pop_last();
         bigcache_bytes -= victim.map_size;
         HAK_UNCOUNT(bigcache_bytes, victim.map_size);
         released += victim.map_size;

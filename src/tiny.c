@@ -75,6 +75,9 @@ const uint16_t hak_small_bin_lut[HAK_TINY_MAX + 8] = {CLASS_LUT(AS_BIN_OFFSET)};
 
 HAK_TLS struct hak_tls hak_tls = {.heap = HAK_NO_HEAP};
 
+/* First class above the Tiny tier: where Tiny falls back to. */
+#define FIRST_MID_CLASS HAK_NUM_TINY_CLASSES
+
 enum tc_state { TC_NEW = 0, TC_ACTIVE = 1, TC_EXITED = 2 };
 static HAK_TLS uint8_t tc_state;
 /* Atomic (relaxed loads and stores, plain moves) because the decay
@@ -129,6 +132,11 @@ struct hak_heap {
     long tid;
     uint32_t diet_seen; /* diet_level its caches were last cut to */
     bool sampling;      /* sampled-allocation mode (see set_sampling) */
+    /* Blocks the decay thread cut from each Mid SLL (cut_mid_sll) while
+     * the thread was idle: its bins' rooms are the thread's alone, so the
+     * thread adds these itself as it next enters the slow paths. */
+    bool sll_cut_pending;
+    uint32_t sll_cut[HAK_NUM_CLASSES];
 };
 
 struct central {
@@ -157,10 +165,18 @@ static void busy_leave(void)
 static void busy_enter(void)
 {
     struct hak_heap *heap = hak_my_heap;
-    if (heap == HAK_NO_HEAP)
+    if (heap == HAK_NO_HEAP) {
         atomic_store_explicit(&tc_busy, 1, memory_order_relaxed);
-    else
-        hak_gate_enter(&tc_busy, &heap->gate);
+        return;
+    }
+    hak_gate_enter(&tc_busy, &heap->gate);
+    if (HAK_UNLIKELY(heap->sll_cut_pending)) {
+        heap->sll_cut_pending = false;
+        for (unsigned c = FIRST_MID_CLASS; c < HAK_NUM_CLASSES; c++) {
+            hak_tc_bins[c].room += (int32_t)heap->sll_cut[c];
+            heap->sll_cut[c] = 0;
+        }
+    }
 }
 
 /* Called with central->lock held. */
@@ -239,8 +255,6 @@ static uint32_t empty_keep = 1;
  * thread owns many full slabs. */
 #define FULL_SCAN_MAX 64
 #define MID_REFILL_BYTES (16 * HAK_KiB)
-/* First class above the Tiny tier: where Tiny falls back to. */
-#define FIRST_MID_CLASS HAK_NUM_TINY_CLASSES
 
 /* Magazine capacity when HAKMEM_TINY_MAG_CAP* is unset. bench/tiny_hot
  * and tiny_bands: 128 blocks up to 64 B (the SLL holds twice that) and
@@ -1131,6 +1145,8 @@ static bool thread_start(void)
         return false;
     heap->diet_seen = atomic_load_explicit(&diet_level, memory_order_relaxed);
     heap->sampling = false; /* a recycled heap: its last thread's mode */
+    heap->sll_cut_pending = false;
+    memset(heap->sll_cut, 0, sizeof heap->sll_cut);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         hak_tc_bins[c].room = (int32_t)class_sll_limit[c];
     hak_my_heap = heap;
@@ -1149,13 +1165,9 @@ static void *fall_back(unsigned class_index, size_t size, int reason)
         HAK_PROBE(pool_fallback, HAK_PT_MID, reason, size, HAK_PT_LARGE);
     }
     if (class_index < HAK_NUM_TINY_CLASSES && reason != HAK_FALLBACK_REENTRANT && reason != HAK_FALLBACK_EXITED) {
-        struct hak_tc_bin *bin = &hak_tc_bins[FIRST_MID_CLASS];
-        void *p = bin->head;
-        if (p) {
-            bin->head = *(void **)p;
-            bin->room++;
+        void *p = hak_mid_pop(hak_fs_tls_self(), FIRST_MID_CLASS);
+        if (p)
             return p;
-        }
         return hak_small_alloc_slow(FIRST_MID_CLASS, size);
     }
     /* The SuperSlab tiers cannot serve it: the Large tier maps the block. */
@@ -1411,10 +1423,9 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
     }
     struct hak_tc_bin *bin = &hak_tc_bins[class_index];
     if (bin->head) { /* refilled by a fallback call */
-        void *p = bin->head;
-        bin->head = *(void **)p;
-        bin->room++;
-        return p;
+        void *p = hak_mid_pop(hak_fs_tls_self(), class_index);
+        if (p)
+            return p;
     }
     struct hak_heap *heap = hak_my_heap;
     busy_enter();
@@ -1454,7 +1465,8 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         cs->draining = 0;
         bin->room = sll_room(heap, class_index);
     }
-    bool maintain = heap->epoch % IDLE_CHECK == 0;
+    /* From the first: the decay thread starts there. */
+    bool maintain = heap->epoch % IDLE_CHECK == 1;
     if (maintain)
         trim_idle_classes(heap);
     uint64_t t0 = hak_timing_start();
@@ -1682,12 +1694,62 @@ void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes)
 /* ---- idle threads ----
  *
  * A thread that stops calling the allocator keeps what its caches hold
- * until it calls again or exits: its magazines, the empty slab it keeps
- * per class, the free pages of slabs its last frees did not scavenge.
- * The decay thread hands these back for a thread that has not entered the
- * slow paths for a whole tick, with the thread shut out of them meanwhile
- * (busy_enter). Only the SLL stays: the fast paths take no flag at all.
- * bench phases, 1.5 s idle after freeing all but 73 KB: see README. */
+ * until it calls again or exits: its magazines, its SLLs, the empty slab
+ * it keeps per class, the free pages of slabs its last frees did not
+ * scavenge. The decay thread hands these back for a thread that has
+ * neither entered the slow paths nor changed an SLL for a whole tick,
+ * with the thread shut out of its slow paths (busy_enter) and of its Mid
+ * pops (hak_mid_pop) meanwhile. Of the SLLs, only the Mid ones are cut,
+ * and each keeps its first block (the free fast path pushes on it with no
+ * flag); the Tiny pop takes no flag, so the Tiny SLLs stay (296 KiB at
+ * most, with 201.5 KiB for the Mid SLLs' first blocks). bench phases,
+ * 1.5 s idle after freeing all but 73 KB: see README. */
+
+/* The heap's thread's TLS object (its bins come first in it). */
+static struct hak_tls *tls_of(struct hak_heap *heap)
+{
+    return (struct hak_tls *)(void *)heap->bins;
+}
+
+/* What the thread's fast paths change (its SLL heads and rooms), read from
+ * its TLS; 0 for a heap whose thread is gone (a dead thread's TLS may be
+ * unmapped). */
+HAK_RACY_READS static uint64_t fronts_digest(struct hak_heap *heap)
+{
+    if (heap->busy == &forever_busy)
+        return 0;
+    uint64_t digest = 0;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        const volatile struct hak_tc_bin *bin = &heap->bins[c];
+        uint64_t head = (uintptr_t)bin->head;
+        uint64_t room = (uint32_t)bin->room;
+        digest = (digest ^ head ^ (room << 48)) * 0x100000001b3ull;
+    }
+    return digest;
+}
+
+/* A Mid SLL, all but its head, back to the slabs. The thread's pops are
+ * shut out (mid_stop); its frees still push, but a push only writes the
+ * head and the pushed block's link, never the link of the block that is
+ * the head here (free's fast path writes that link before the head). */
+static uint32_t cut_mid_sll(struct hak_heap *heap, unsigned class_index)
+{
+    void *first = __atomic_load_n(&heap->bins[class_index].head, __ATOMIC_ACQUIRE);
+    if (!first || !*(void **)first)
+        return 0;
+    void *chain = *(void **)first;
+    *(void **)first = NULL;
+    struct class_state *cs = &heap->cls[class_index];
+    uint32_t cut = 0;
+    for (void *next; chain; chain = next, cut++) {
+        next = *(void **)chain;
+        slab_give_keep(cs, chain, 0);
+    }
+    heap->sll_cut[class_index] += cut;
+    heap->sll_cut_pending = true;
+    return cut;
+}
+
 /* Returns the blocks and kept empty slabs handed back. */
 static uint32_t reclaim_heap(struct hak_heap *heap)
 {
@@ -1695,6 +1757,8 @@ static uint32_t reclaim_heap(struct hak_heap *heap)
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         struct class_state *cs = &heap->cls[c];
         uint32_t blocks = return_arrays(heap, c);
+        if (c >= FIRST_MID_CLASS && class_front[c] == FRONT_SLL)
+            blocks += cut_mid_sll(heap, c);
         returned += cs->empty;
         release_empty_slabs(cs);
         scavenge_class_all(cs);
@@ -1712,9 +1776,13 @@ void hak_small_reclaim_idle(void)
     struct hak_heap *idle[RECLAIM_BATCH];
     uint32_t n = 0;
     pthread_mutex_lock(&heap_lock);
-    for (struct hak_heap *heap = live_heaps; heap && n < RECLAIM_BATCH; heap = heap->live_next)
-        if (hak_gate_close_if_quiet(&heap->gate))
-            idle[n++] = heap;
+    for (struct hak_heap *heap = live_heaps; heap && n < RECLAIM_BATCH; heap = heap->live_next) {
+        if (!hak_gate_close_if_quiet(&heap->gate, fronts_digest(heap)))
+            continue;
+        idle[n++] = heap;
+        if (heap->busy != &forever_busy)
+            __atomic_store_n(&tls_of(heap)->mid_stop, 1, __ATOMIC_RELAXED);
+    }
     /* heap_lock stays held from closing the gates to opening them: a fork
      * in between would leave a child whose thread waits forever at a
      * closed gate. */
@@ -1722,9 +1790,16 @@ void hak_small_reclaim_idle(void)
     uint32_t returned = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct hak_heap *heap = idle[i];
-        bool owned = fenced && hak_gate_owned(heap->busy);
-        if (owned)
+        bool live = heap->busy != &forever_busy;
+        bool owned =
+            fenced && live && hak_gate_owned(heap->busy) && !__atomic_load_n(&tls_of(heap)->mid_busy, __ATOMIC_ACQUIRE);
+        if (owned) {
+            HAK_TSAN_ACQUIRE(tls_of(heap));
             returned += reclaim_heap(heap);
+            HAK_TSAN_RELEASE(tls_of(heap));
+        }
+        if (live)
+            __atomic_store_n(&tls_of(heap)->mid_stop, 0, __ATOMIC_RELEASE);
         hak_gate_open(&heap->gate, owned);
     }
     pthread_mutex_unlock(&heap_lock);

@@ -209,7 +209,7 @@ def tsan_program(name):
 # a multi-threaded fork.
 TSAN_CASES = [("tiny_threads", "remote_free", 100), ("tiny_threads", "adopt", 100),
               ("threads_fork", "cross_thread_free", 100), ("threads_fork", "thread_churn", 100),
-              ("pools", "idle_thread", 1)]
+              ("pools", "idle_thread", 1), ("pools", "idle_mid", 1)]
 
 
 @pytest.mark.timeout(120)

@@ -28,6 +28,11 @@
  *                HAKMEM_DECAY_THREAD=0 they stay), and the thread's next
  *                calls work on; threads that pause and resume around the
  *                decay ticks meanwhile keep their data intact
+ *   idle_mid     a thread asleep with blocks of four Mid classes in its SLLs:
+ *                the decay thread cuts them to their first block, and the
+ *                pages of the slabs that emptied leave RSS (mincore; with
+ *                HAKMEM_DECAY_THREAD=0 they stay); the thread's next calls,
+ *                past its SLL limits, work on, contents checked
  *   scavenge     freeing 90 % of a class's blocks at random purges the pages
  *                of its slabs left holding only free blocks, the 10 % keep
  *                their contents, and the purged blocks come back, once
@@ -641,6 +646,110 @@ static void t_idle_thread(void)
         REQUIRE(pthread_join(pausing[i], NULL) == 0, "pthread_join");
 }
 
+/* idle_mid: blocks of four Mid classes, 96 KiB of each, allocated and
+ * freed by a worker that then sleeps: the SLL limit of each class is
+ * 128 KiB, so all of them wait in its SLLs. */
+enum { IDLE_MID_CLASSES = 4, IDLE_MID_MAX = 24 };
+static const size_t idle_mid_size[IDLE_MID_CLASSES] = {4 * KiB, 8 * KiB, 16 * KiB, 32 * KiB};
+static char *idle_mid_block[IDLE_MID_CLASSES][IDLE_MID_MAX];
+
+static int idle_mid_count(int k)
+{
+    return (int)(96 * KiB / idle_mid_size[k]);
+}
+
+static void *idle_mid_worker(void *arg)
+{
+    (void)arg;
+    for (int k = 0; k < IDLE_MID_CLASSES; k++) {
+        size_t size = idle_mid_size[k];
+        for (int i = 0; i < idle_mid_count(k); i++) {
+            idle_mid_block[k][i] = malloc(size);
+            REQUIRE(idle_mid_block[k][i], "malloc(%zu)", size);
+            fill_pattern(idle_mid_block[k][i], size, (uint64_t)(k * 100 + i));
+        }
+        for (int i = 0; i < idle_mid_count(k); i++) {
+            CHECK(check_pattern(idle_mid_block[k][i], size, (uint64_t)(k * 100 + i)) == -1, "%zu-byte block %d changed",
+                  size, i);
+            free(idle_mid_block[k][i]);
+        }
+    }
+    idle_set_stage(1);
+    idle_wait_stage(2); /* no allocator call meanwhile */
+    /* Past the SLL limits (and the bins' rooms, which the thread corrects
+     * for the blocks cut): refills, spills, contents kept. */
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < IDLE_MID_CLASSES; k++)
+            cycle_blocks(idle_mid_size[k], 64 - 8 * k, (uint64_t)(1000 + round * 100 + k));
+    return NULL;
+}
+
+static size_t resident_in(uintptr_t start, size_t bytes)
+{
+    size_t pages = bytes / 4096, resident = 0;
+    unsigned char *vec = malloc(pages);
+    REQUIRE(vec, "malloc");
+    REQUIRE(mincore((void *)start, bytes, vec) == 0, "mincore");
+    for (size_t i = 0; i < pages; i++)
+        resident += vec[i] & 1;
+    free(vec);
+    return resident;
+}
+
+/* Resident pages of the worker's freed blocks, less those in the slab of
+ * each class's last freed block (its SLL's head, which the cut keeps);
+ * `total` gets the pages looked at. */
+static size_t idle_mid_resident(size_t *total)
+{
+    const uintptr_t slab_mask = ~(uintptr_t)(64 * KiB - 1);
+    size_t resident = 0;
+    *total = 0;
+    for (int k = 0; k < IDLE_MID_CLASSES; k++) {
+        int n = idle_mid_count(k);
+        uintptr_t head_slab = (uintptr_t)idle_mid_block[k][n - 1] & slab_mask;
+        for (int i = 0; i < n; i++) {
+            uintptr_t b = (uintptr_t)idle_mid_block[k][i];
+            if ((b & slab_mask) == head_slab)
+                continue;
+            resident += resident_in(b, idle_mid_size[k]);
+            *total += idle_mid_size[k] / 4096;
+        }
+    }
+    return resident;
+}
+
+static void t_idle_mid(void)
+{
+    free(malloc(100)); /* the decay thread starts at a slow path */
+    pthread_t worker;
+    REQUIRE(pthread_create(&worker, NULL, idle_mid_worker, NULL) == 0, "pthread_create");
+    idle_wait_stage(1);
+    int decay_thread = !getenv("HAKMEM_DECAY_THREAD") || strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") != 0;
+    bool ours = hk_have_api();
+    size_t total = 0, before = ours ? idle_mid_resident(&total) : 0, after = before;
+    /* A decay tick to see the thread quiet, one to cut: every 100 ms with
+     * HAKMEM_TINY_DECAY_MS=200. */
+    for (int waited = 0; ours && waited < (decay_thread ? 3000 : 700); waited += 50) {
+        usleep(50 * 1000);
+        after = idle_mid_resident(&total);
+        if (after == 0)
+            break;
+    }
+    idle_set_stage(2);
+    REQUIRE(pthread_join(worker, NULL) == 0, "pthread_join");
+    printf("idle_mid pages=%zu resident_before=%zu resident_after=%zu decay_thread=%d\n", total, before, after,
+           decay_thread);
+    if (ours) {
+        CHECK(total >= 64, "only %zu pages outside the SLL heads' slabs", total);
+        CHECK(before == total, "%zu of the %zu pages of blocks in the SLLs resident before", before, total);
+        if (decay_thread)
+            CHECK(after <= total / 8, "%zu of %zu pages of an idle thread's Mid SLLs still resident after 3 s", after,
+                  total);
+        else
+            CHECK(after == before, "no decay thread, yet %zu of %zu pages left RSS", before - after, total);
+    }
+}
+
 /* Survivors of a random 90 % free, blocks of `size` bytes. */
 struct sparse {
     char **block;
@@ -961,6 +1070,7 @@ int main(int argc, char **argv)
         {"trim", t_trim},
         {"scavenge", t_scavenge},
         {"idle_thread", t_idle_thread},
+        {"idle_mid", t_idle_mid},
         {"tier_rss", t_tier_rss},
         {"slab_reuse", t_slab_reuse},
         {"knobs", t_knobs},
