@@ -242,7 +242,7 @@ static void *bigcache_take(size_t map_size, size_t align, size_t *got_size)
     }
     void *p = bigcache[best].addr;
     *got_size = bigcache[best].map_size;
-    bigcache[best] = bigcache[--bigcache_count];
+    bigcache[best] = bigcache_pop_last();
     bigcache_bytes -= *got_size;
     HAK_UNCOUNT(bigcache_bytes, *got_size);
     return p;

@@ -189,6 +189,21 @@ static void abandoned_count_add(struct central *central, int delta)
 /* Heaps are recycled, never unmapped: another thread may still write a
  * remote_pending flag into the heap of a thread that has just exited. */
 static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+/* This thread holds heap_lock (heap_get, heap_put): an exit from inside
+ * one of them (pthread_exit in a signal handler) must not wait for it. */
+static HAK_TLS bool holds_heap_lock;
+
+static void heap_lock_take(void)
+{
+    pthread_mutex_lock(&heap_lock);
+    holds_heap_lock = true;
+}
+
+static void heap_lock_drop(void)
+{
+    holds_heap_lock = false;
+    pthread_mutex_unlock(&heap_lock);
+}
 static struct hak_heap *free_heaps;
 static struct hak_heap *live_heaps;
 static size_t heap_bytes;
@@ -1093,11 +1108,11 @@ static void magazine_push(struct hak_heap *heap, unsigned class_index, void *blo
 
 static struct hak_heap *heap_get(void)
 {
-    pthread_mutex_lock(&heap_lock);
+    heap_lock_take();
     struct hak_heap *heap = free_heaps;
     if (heap)
         free_heaps = heap->next_free;
-    pthread_mutex_unlock(&heap_lock);
+    heap_lock_drop();
     if (!heap) {
         heap = hak_os_map(heap_bytes, HAK_PT_META);
         if (!heap)
@@ -1112,19 +1127,19 @@ static struct hak_heap *heap_get(void)
     heap->refilled = 0;
     heap->bins = hak_tc_bins;
     heap->busy = &tc_busy;
-    pthread_mutex_lock(&heap_lock);
+    heap_lock_take();
     heap->live_prev = NULL;
     heap->live_next = live_heaps;
     if (live_heaps)
         live_heaps->live_prev = heap;
     live_heaps = heap;
-    pthread_mutex_unlock(&heap_lock);
+    heap_lock_drop();
     return heap;
 }
 
 static void heap_put(struct hak_heap *heap)
 {
-    pthread_mutex_lock(&heap_lock);
+    heap_lock_take();
     if (heap->live_prev)
         heap->live_prev->live_next = heap->live_next;
     else
@@ -1133,7 +1148,7 @@ static void heap_put(struct hak_heap *heap)
         heap->live_next->live_prev = heap->live_prev;
     heap->next_free = free_heaps;
     free_heaps = heap;
-    pthread_mutex_unlock(&heap_lock);
+    heap_lock_drop();
 }
 
 static bool thread_start(void)
@@ -1458,6 +1473,15 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         heap->diet_seen = level;
         flush_heap(heap, hak_tc_bins, false, NULL, NULL);
     }
+    if (bin->head) {
+        /* A Mid pop the decay thread turned away (hak_mid_pop) finds the
+         * SLL as the cut left it: served from it, not refilled on top. */
+        void *p = bin->head;
+        bin->head = *(void **)p;
+        bin->room++;
+        busy_leave();
+        return p;
+    }
     struct class_state *cs = &heap->cls[class_index];
     cs->last_epoch = ++heap->epoch;
     cs->spills_since_miss = 0;
@@ -1465,8 +1489,7 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         cs->draining = 0;
         bin->room = sll_room(heap, class_index);
     }
-    /* From the first: the decay thread starts there. */
-    bool maintain = heap->epoch % IDLE_CHECK == 1;
+    bool maintain = heap->epoch % IDLE_CHECK == 0;
     if (maintain)
         trim_idle_classes(heap);
     uint64_t t0 = hak_timing_start();
@@ -1680,12 +1703,18 @@ void hak_small_thread_flush(bool exiting, uint64_t *blocks, uint64_t *bytes)
             hak_my_heap = HAK_NO_HEAP;
         flush_heap(heap, hak_tc_bins, exiting, blocks, bytes);
         busy_leave();
-    } else if (heap != HAK_NO_HEAP && exiting && pthread_mutex_trylock(&heap_lock) == 0) {
+    } else if (heap != HAK_NO_HEAP && exiting) {
         /* Exiting from inside a slow path: the heap is left as it is, and
-         * its busy flag is about to go with the thread's TLS. (trylock: the
-         * interrupted slow path may hold heap_lock itself.) */
+         * its TLS (busy flag, bins) is about to go with the thread. Marked
+         * under heap_lock, so that the decay thread is not reading that TLS
+         * meanwhile, and never reads it again; the lock is waited for
+         * unless the interrupted slow path holds it itself. */
+        bool relock = !holds_heap_lock;
+        if (relock)
+            pthread_mutex_lock(&heap_lock);
         heap->busy = &forever_busy;
-        pthread_mutex_unlock(&heap_lock);
+        if (relock)
+            pthread_mutex_unlock(&heap_lock);
     }
     if (exiting)
         tc_state = TC_EXITED;
@@ -1712,12 +1741,12 @@ static struct hak_tls *tls_of(struct hak_heap *heap)
 }
 
 /* What the thread's fast paths change (its SLL heads and rooms), read from
- * its TLS; 0 for a heap whose thread is gone (a dead thread's TLS may be
- * unmapped). */
+ * its TLS. A snapshot: a thread that mallocs and frees the same blocks
+ * over and over has the same heads at every tick and counts as idle, which
+ * costs it a refill per class now and then (a stale read is harmless too:
+ * the handshake decides, not this). */
 HAK_RACY_READS static uint64_t fronts_digest(struct hak_heap *heap)
 {
-    if (heap->busy == &forever_busy)
-        return 0;
     uint64_t digest = 0;
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         const volatile struct hak_tc_bin *bin = &heap->bins[c];
@@ -1777,30 +1806,35 @@ void hak_small_reclaim_idle(void)
     uint32_t n = 0;
     pthread_mutex_lock(&heap_lock);
     for (struct hak_heap *heap = live_heaps; heap && n < RECLAIM_BATCH; heap = heap->live_next) {
-        if (!hak_gate_close_if_quiet(&heap->gate, fronts_digest(heap)))
+        /* A heap whose thread is gone: its TLS may be unmapped. */
+        if (heap->busy == &forever_busy || !hak_gate_close_if_quiet(&heap->gate, fronts_digest(heap)))
             continue;
         idle[n++] = heap;
-        if (heap->busy != &forever_busy)
-            __atomic_store_n(&tls_of(heap)->mid_stop, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&tls_of(heap)->mid_stop, 1, __ATOMIC_RELAXED);
     }
     /* heap_lock stays held from closing the gates to opening them: a fork
      * in between would leave a child whose thread waits forever at a
      * closed gate. */
     bool fenced = n && hak_membarrier();
-    uint32_t returned = 0;
+    uint32_t owned = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct hak_heap *heap = idle[i];
-        bool live = heap->busy != &forever_busy;
-        bool owned =
-            fenced && live && hak_gate_owned(heap->busy) && !__atomic_load_n(&tls_of(heap)->mid_busy, __ATOMIC_ACQUIRE);
-        if (owned) {
-            HAK_TSAN_ACQUIRE(tls_of(heap));
-            returned += reclaim_heap(heap);
-            HAK_TSAN_RELEASE(tls_of(heap));
+        if (fenced && hak_gate_owned(heap->busy) && !__atomic_load_n(&tls_of(heap)->mid_busy, __ATOMIC_ACQUIRE)) {
+            idle[owned++] = heap;
+            continue;
         }
-        if (live)
-            __atomic_store_n(&tls_of(heap)->mid_stop, 0, __ATOMIC_RELEASE);
-        hak_gate_open(&heap->gate, owned);
+        /* Busy after all: it goes on at once, not after the others. */
+        __atomic_store_n(&tls_of(heap)->mid_stop, 0, __ATOMIC_RELEASE);
+        hak_gate_open(&heap->gate, false);
+    }
+    uint32_t returned = 0;
+    for (uint32_t i = 0; i < owned; i++) {
+        struct hak_heap *heap = idle[i];
+        HAK_TSAN_ACQUIRE(tls_of(heap));
+        returned += reclaim_heap(heap);
+        HAK_TSAN_RELEASE(tls_of(heap));
+        __atomic_store_n(&tls_of(heap)->mid_stop, 0, __ATOMIC_RELEASE);
+        hak_gate_open(&heap->gate, true);
     }
     pthread_mutex_unlock(&heap_lock);
     /* The slabs that came back were idle a tick already: purged now, with

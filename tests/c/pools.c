@@ -720,7 +720,7 @@ static size_t idle_mid_resident(size_t *total)
 
 static void t_idle_mid(void)
 {
-    free(malloc(100)); /* the decay thread starts at a slow path */
+    free(malloc(4 * MiB)); /* the decay thread starts at a Large allocation */
     pthread_t worker;
     REQUIRE(pthread_create(&worker, NULL, idle_mid_worker, NULL) == 0, "pthread_create");
     idle_wait_stage(1);
