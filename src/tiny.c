@@ -73,6 +73,20 @@ const uint16_t hak_small_bin_lut[HAK_TINY_MAX + 8] = {CLASS_LUT(AS_BIN_OFFSET)};
 #undef AS_BIN_OFFSET
 #undef BIN8
 
+#define M2(c) c, c
+#define M4(c) c, c, c, c
+#define M8(c) M4(c), M4(c)
+#define M16(c) M8(c), M8(c)
+/* (size - 1) >> 8 for 1025 .. 32768 is 4 .. 127: 0..3 are never read. */
+const uint8_t hak_mid_class_lut[HAK_SMALL_MAX >> 8] = {
+    M4(0),  21,     22,     23,     24,     M2(25), M2(26),  M2(27),  M2(28),  M4(29),  M4(30),
+    M4(31), M4(32), M8(33), M8(34), M8(35), M8(36), M16(37), M16(38), M16(39), M16(40),
+};
+#undef M2
+#undef M4
+#undef M8
+#undef M16
+
 HAK_TLS struct hak_tls hak_tls = {.heap = HAK_NO_HEAP};
 
 /* First class above the Tiny tier: where Tiny falls back to. */
