@@ -32,7 +32,8 @@
  *                the decay thread cuts them to their first block, and the
  *                pages of the slabs that emptied leave RSS (mincore; with
  *                HAKMEM_DECAY_THREAD=0 they stay); the thread's next calls,
- *                past its SLL limits, work on, contents checked
+ *                past its SLL limits, work on, contents checked; threads
+ *                that pause and resume around the cuts keep their data
  *   scavenge     freeing 90 % of a class's blocks at random purges the pages
  *                of its slabs left holding only free blocks, the 10 % keep
  *                their contents, and the purged blocks come back, once
@@ -684,6 +685,20 @@ static void *idle_mid_worker(void *arg)
     return NULL;
 }
 
+/* Mid bursts and pauses of one to two and a half decay ticks, so that the
+ * decay thread cuts SLLs that their thread refills, frees into and pops
+ * right after (or while it cuts): every block must come back intact. */
+static void *idle_mid_pausing_worker(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg * 10000;
+    for (int round = 0; round < 10; round++) {
+        for (int k = 0; k < IDLE_MID_CLASSES; k++)
+            cycle_blocks(idle_mid_size[k], 24 + 8 * k, seed + (uint64_t)(round * 10 + k));
+        usleep((useconds_t)(90 + 37 * ((round + (int)(uintptr_t)arg) % 5)) * 1000);
+    }
+    return NULL;
+}
+
 static size_t resident_in(uintptr_t start, size_t bytes)
 {
     size_t pages = bytes / 4096, resident = 0;
@@ -748,6 +763,12 @@ static void t_idle_mid(void)
         else
             CHECK(after == before, "no decay thread, yet %zu of %zu pages left RSS", before - after, total);
     }
+    pthread_t pausing[3];
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_create(&pausing[i], NULL, idle_mid_pausing_worker, (void *)(uintptr_t)(i + 1)) == 0,
+                "pthread_create");
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_join(pausing[i], NULL) == 0, "pthread_join");
 }
 
 /* Survivors of a random 90 % free, blocks of `size` bytes. */
