@@ -105,8 +105,8 @@ HAK_INLINE hak_fs_tls *hak_fs_tls_self(void)
  * sees mid_stop and takes the slow path, which waits at the gate. free's
  * push needs no flag: the cut leaves a bin's head where it is, and a push
  * touches only the head. The Tiny classes' pop stays bare: their SLLs
- * hold at most 16 KiB a class, 296 KiB a thread, and tiny_hot's whole
- * malloc is ten instructions. Here it cost bench mixed_mid 4.4 % more
+ * hold at most 16 KiB a class, 296 KiB a thread, and a whole Tiny
+ * malloc is 14 instructions. Here it cost bench mixed_mid 4.4 % more
  * instructions (callgrind, scale 0.05), which hak_mid_class_lut won back. */
 HAK_INLINE void *hak_mid_pop(hak_fs_tls *tls, unsigned class_index)
 {
