@@ -402,7 +402,7 @@ static void apply_modes(void)
         break;
     case HAK_MODE_FAST:
         preset(HAK_CFG_TINY_MAG_CAP, "1024");
-        preset(HAK_CFG_BIGCACHE_MAX_MB, "256");
+        preset(HAK_CFG_BIGCACHE_MAX_MB, "512");
         break;
     case HAK_MODE_BALANCED: break;
     case HAK_MODE_LEARNING: preset(HAK_CFG_LEARN, "1"); break;

@@ -202,7 +202,7 @@
     X(L25_RUN_BLOCKS, HAK_T_INT, "16", 1, 4096, NULL, "now", "L25 growth: room for this many blocks.") \
     X(L25_RUN_FACTOR, HAK_T_INT, "2", 1, 64, NULL, "now", "L25 growth: this many times fewer per zone.") \
     /* Large tier (new in hakmem: the seed had no BigCache knobs) */                                 \
-    X(BIGCACHE_MAX_MB, HAK_T_INT, "128", 0, 1048576, NULL, "now",                                    \
+    X(BIGCACHE_MAX_MB, HAK_T_INT, "256", 0, 1048576, NULL, "now",                                    \
       "Bytes (MiB) of freed Large mappings kept for reuse; 0 disables the BigCache. "                \
       "A block above a quarter of it is never cached.")                                              \
     X(BIGCACHE_DECAY_MS, HAK_T_INT, "1000", 0, 3600000, NULL, "now",                                 \

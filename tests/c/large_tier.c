@@ -33,11 +33,11 @@ static void t_cycles_64m(void)
 }
 
 /* What the BigCache may keep resident after the frees: its cap
- * (HAKMEM_BIGCACHE_MAX_MB, 128 MiB by default) and 16 MiB of slack. */
+ * (HAKMEM_BIGCACHE_MAX_MB, 256 MiB by default) and 16 MiB of slack. */
 static size_t cache_slack(void)
 {
     const char *cap = getenv("HAKMEM_BIGCACHE_MAX_MB");
-    return ((cap && *cap ? (size_t)strtoull(cap, NULL, 10) : 128) + 16) * MiB;
+    return ((cap && *cap ? (size_t)strtoull(cap, NULL, 10) : 256) + 16) * MiB;
 }
 
 /* Up to four live blocks of 1..16 MiB (odd sizes), replaced at random. */
