@@ -1451,11 +1451,6 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
             return fall_back(class_index, size, HAK_FALLBACK_EXITED);
     }
     struct hak_tc_bin *bin = &hak_tc_bins[class_index];
-    if (bin->head) { /* refilled by a fallback call */
-        void *p = hak_mid_pop(hak_fs_tls_self(), class_index);
-        if (p)
-            return p;
-    }
     struct hak_heap *heap = hak_my_heap;
     busy_enter();
     bool sampling = sync_sampling(heap);
@@ -1488,8 +1483,9 @@ HAK_NOINLINE void *hak_small_alloc_slow(unsigned class_index, size_t size)
         flush_heap(heap, hak_tc_bins, false, NULL, NULL);
     }
     if (bin->head) {
-        /* A Mid pop the decay thread turned away (hak_mid_pop) finds the
-         * SLL as the cut left it: served from it, not refilled on top. */
+        /* Refilled by a nested fallback call, or a Mid pop the decay
+         * thread turned away (hak_mid_pop): served from the SLL, not
+         * refilled on top. */
         void *p = bin->head;
         bin->head = *(void **)p;
         bin->room++;
