@@ -699,15 +699,14 @@ static void *idle_mid_pausing_worker(void *arg)
     return NULL;
 }
 
-static size_t resident_in(uintptr_t start, size_t bytes)
+static size_t resident_pages(uintptr_t start, size_t bytes)
 {
+    unsigned char vec[64];
     size_t pages = bytes / 4096, resident = 0;
-    unsigned char *vec = malloc(pages);
-    REQUIRE(vec, "malloc");
+    REQUIRE(pages <= sizeof vec, "%zu pages", pages);
     REQUIRE(mincore((void *)start, bytes, vec) == 0, "mincore");
     for (size_t i = 0; i < pages; i++)
         resident += vec[i] & 1;
-    free(vec);
     return resident;
 }
 
@@ -726,7 +725,7 @@ static size_t idle_mid_resident(size_t *total)
             uintptr_t b = (uintptr_t)idle_mid_block[k][i];
             if ((b & slab_mask) == head_slab)
                 continue;
-            resident += resident_in(b, idle_mid_size[k]);
+            resident += resident_pages(b, idle_mid_size[k]);
             *total += idle_mid_size[k] / 4096;
         }
     }
@@ -949,17 +948,6 @@ static void t_tier_rss(void)
     for (int t = 0; t < 5; t++)
         printf(" tier%d=%llu", t, (unsigned long long)(s2.tier_mapped[t] - s2.tier_purged[t]));
     printf("\n");
-}
-
-static size_t resident_pages(uintptr_t start, size_t bytes)
-{
-    unsigned char vec[64];
-    size_t pages = bytes / 4096, resident = 0;
-    REQUIRE(pages <= sizeof vec, "%zu pages", pages);
-    REQUIRE(mincore((void *)start, bytes, vec) == 0, "mincore");
-    for (size_t i = 0; i < pages; i++)
-        resident += vec[i] & 1;
-    return resident;
 }
 
 /* Two 24 KiB blocks (and their cache-line pads) fill a 64 KiB slab to
