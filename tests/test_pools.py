@@ -41,6 +41,8 @@ SUBTESTS = {
                              "HAKMEM_DECAY_THREAD": "0"},
     "idle_mid": {"HAKMEM_TINY_DECAY_MS": "200"},
     "idle_mid_nothread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_DECAY_THREAD": "0"},
+    "idle_packed": {"HAKMEM_TINY_DECAY_MS": "200"},
+    "idle_packed_nothread": {"HAKMEM_TINY_DECAY_MS": "200", "HAKMEM_DECAY_THREAD": "0"},
     "tier_rss": {},
     "slab_reuse": {},
 }
@@ -48,7 +50,8 @@ SUBTESTS = {
 
 def subtest_of(name):
     return {"ring_off": "ring", "idle_quiet_nothread": "idle_quiet",
-            "idle_thread_nothread": "idle_thread", "idle_mid_nothread": "idle_mid"}.get(name, name)
+            "idle_thread_nothread": "idle_thread", "idle_mid_nothread": "idle_mid",
+            "idle_packed_nothread": "idle_packed"}.get(name, name)
 
 
 def test_pools_subtest_list():

@@ -34,6 +34,10 @@
  *                HAKMEM_DECAY_THREAD=0 they stay); the thread's next calls,
  *                past its SLL limits, work on, contents checked; threads
  *                that pause and resume around the cuts keep their data
+ *   idle_packed  the oldest 1 % of a Tiny class's blocks kept, the rest
+ *                freed, the thread asleep: the pages of the survivors' slab
+ *                that hold none of them leave RSS (with
+ *                HAKMEM_DECAY_THREAD=0 they stay), survivors intact
  *   scavenge     freeing 90 % of a class's blocks at random purges the pages
  *                of its slabs left holding only free blocks, the 10 % keep
  *                their contents, and the purged blocks come back, once
@@ -770,6 +774,73 @@ static void t_idle_mid(void)
         REQUIRE(pthread_join(pausing[i], NULL) == 0, "pthread_join");
 }
 
+/* idle_packed: the oldest 1 % of 16 slabs' worth of 80-byte blocks kept,
+ * the rest freed, then the thread sleeps. The survivors sit in the first
+ * pages of their slab, a layout the scavenger's estimate (free blocks at
+ * random places) rates as hopeless: the idle pass walks the slab anyway
+ * and its wholly free pages leave RSS. */
+static void t_idle_packed(void)
+{
+    enum { SIZE = 80, PER_SLAB = 64 * 1024 / SIZE, COUNT = 16 * PER_SLAB, KEEP = COUNT / 100 };
+    const size_t slab_bytes = 64 * KiB;
+    static char *block[COUNT];
+    free(malloc(4 * MiB)); /* the decay thread starts at a Large allocation */
+    for (size_t i = 0; i < COUNT; i++) {
+        block[i] = malloc(SIZE);
+        REQUIRE(block[i], "malloc(%d)", SIZE);
+        fill_pattern(block[i], SIZE, i);
+    }
+    for (size_t i = KEEP; i < COUNT; i++)
+        free(block[i]);
+    /* The slab of the oldest survivor, and the pages the survivors in it
+     * touch: the least that can stay resident. */
+    uintptr_t slab = (uintptr_t)block[0] & ~(uintptr_t)(slab_bytes - 1);
+    bool page_used[16] = {false};
+    size_t survivors_in_slab = 0, needed = 0;
+    for (size_t i = 0; i < KEEP; i++) {
+        uintptr_t b = (uintptr_t)block[i];
+        if ((b & ~(uintptr_t)(slab_bytes - 1)) != slab)
+            continue;
+        survivors_in_slab++;
+        page_used[(b - slab) / 4096] = page_used[(b + SIZE - 1 - slab) / 4096 % 16] = true;
+    }
+    for (int i = 0; i < 16; i++)
+        needed += page_used[i];
+    bool ours = hk_have_api();
+    int decay_thread = !getenv("HAKMEM_DECAY_THREAD") || strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") != 0;
+    size_t before = ours ? resident_pages(slab, slab_bytes) : 0, after = before;
+    /* HAKMEM_TINY_DECAY_MS=200: a tick to see the thread quiet, one to
+     * hand its caches back. Nothing here calls the allocator. */
+    for (int waited = 0; ours && waited < 3000 && after > needed; waited += 50) {
+        usleep(50 * 1000);
+        after = resident_pages(slab, slab_bytes);
+    }
+    for (size_t i = 0; i < KEEP; i++)
+        CHECK(check_pattern(block[i], SIZE, i) == -1, "survivor %zu changed", i);
+    /* The purged blocks come back when the class grows again. */
+    for (size_t i = KEEP; i < COUNT; i++) {
+        block[i] = malloc(SIZE);
+        REQUIRE(block[i], "malloc(%d)", SIZE);
+        fill_pattern(block[i], SIZE, i);
+    }
+    for (size_t i = 0; i < COUNT; i++) {
+        CHECK(check_pattern(block[i], SIZE, i) == -1, "block %zu changed", i);
+        free(block[i]);
+    }
+    printf("idle_packed survivors_in_slab=%zu pages_needed=%zu resident_before=%zu resident_after=%zu\n",
+           survivors_in_slab, needed, before, after);
+    if (ours) {
+        CHECK(survivors_in_slab >= KEEP / 2, "only %zu of %d survivors in the first one's slab", survivors_in_slab,
+              KEEP);
+        CHECK(before == slab_bytes / 4096, "%zu of the slab's 16 pages resident before the idle time", before);
+        if (decay_thread)
+            CHECK(after <= needed + 1, "%zu of the slab's 16 pages resident after 3 s idle, its survivors touch %zu",
+                  after, needed);
+        else
+            CHECK(after == before, "no decay thread, yet %zu of 16 pages left RSS", before - after);
+    }
+}
+
 /* Survivors of a random 90 % free, blocks of `size` bytes. */
 struct sparse {
     char **block;
@@ -1080,6 +1151,7 @@ int main(int argc, char **argv)
         {"scavenge", t_scavenge},
         {"idle_thread", t_idle_thread},
         {"idle_mid", t_idle_mid},
+        {"idle_packed", t_idle_packed},
         {"tier_rss", t_tier_rss},
         {"slab_reuse", t_slab_reuse},
         {"knobs", t_knobs},
