@@ -17,7 +17,7 @@ extern "C" {
 
 #define HAKMEM_VERSION_MAJOR 0
 #define HAKMEM_VERSION_MINOR 5
-#define HAKMEM_VERSION_PATCH 2
+#define HAKMEM_VERSION_PATCH 3
 
 /* "0.1.0 (usdt=1 stats=0 debug=0)": version plus the build switches. */
 const char *hakmem_version(void);
