@@ -209,10 +209,10 @@ def tsan_program(name):
 # a multi-threaded fork.
 TSAN_CASES = [("tiny_threads", "remote_free", 100), ("tiny_threads", "adopt", 100),
               ("threads_fork", "cross_thread_free", 100), ("threads_fork", "thread_churn", 100),
-              ("pools", "idle_thread", 1), ("pools", "idle_mid", 1)]
-# Decay ticks every 100 ms: the cuts of idle_mid's pausing threads happen
-# while ThreadSanitizer watches.
-TSAN_ENV = {"idle_mid": {"HAKMEM_TINY_DECAY_MS": "200"}}
+              ("pools", "idle_thread", 1), ("pools", "idle_mid", 1), ("pools", "idle_packed", 1)]
+# Decay ticks every 100 ms: the cuts of idle_mid's pausing threads and
+# idle_packed's walk of its slabs happen while ThreadSanitizer watches.
+TSAN_ENV = {"idle_mid": {"HAKMEM_TINY_DECAY_MS": "200"}, "idle_packed": {"HAKMEM_TINY_DECAY_MS": "200"}}
 
 
 @pytest.mark.timeout(120)
