@@ -802,7 +802,7 @@ static void t_idle_packed(void)
         if ((b & ~(uintptr_t)(slab_bytes - 1)) != slab)
             continue;
         survivors_in_slab++;
-        page_used[(b - slab) / 4096] = page_used[(b + SIZE - 1 - slab) / 4096 % 16] = true;
+        page_used[(b - slab) / 4096] = page_used[(b + SIZE - 1 - slab) / 4096] = true;
     }
     for (int i = 0; i < 16; i++)
         needed += page_used[i];
@@ -811,7 +811,7 @@ static void t_idle_packed(void)
     size_t before = ours ? resident_pages(slab, slab_bytes) : 0, after = before;
     /* HAKMEM_TINY_DECAY_MS=200: a tick to see the thread quiet, one to
      * hand its caches back. Nothing here calls the allocator. */
-    for (int waited = 0; ours && waited < 3000 && after > needed; waited += 50) {
+    for (int waited = 0; ours && waited < (decay_thread ? 3000 : 700) && after > needed; waited += 50) {
         usleep(50 * 1000);
         after = resident_pages(slab, slab_bytes);
     }
