@@ -514,6 +514,13 @@ static void t_idle_purge(void)
           base / MiB);
 }
 
+/* The decay thread runs unless HAKMEM_DECAY_THREAD=0. */
+static bool decay_thread_on(void)
+{
+    const char *v = getenv("HAKMEM_DECAY_THREAD");
+    return !v || strcmp(v, "0") != 0;
+}
+
 /* No allocation call after the frees: only the decay thread can purge. */
 static void t_idle_quiet(void)
 {
@@ -524,7 +531,7 @@ static void t_idle_quiet(void)
     usleep(800 * 1000); /* HAKMEM_TINY_DECAY_MS=200: the thread wakes every 100 ms */
     size_t after = rss_bytes();
     printf("idle_quiet base=%zu freed=%zu after=%zu\n", base / KiB, freed / KiB, after / KiB);
-    if (getenv("HAKMEM_DECAY_THREAD") && strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") == 0)
+    if (!decay_thread_on())
         CHECK(after + MiB >= freed, "RSS fell from %zu to %zu KiB with no decay thread and no call", freed / KiB,
               after / KiB);
     else
@@ -618,7 +625,7 @@ static void t_idle_thread(void)
     pthread_t worker;
     REQUIRE(pthread_create(&worker, NULL, idle_worker, NULL) == 0, "pthread_create");
     idle_wait_stage(1);
-    int decay_thread = !getenv("HAKMEM_DECAY_THREAD") || strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") != 0;
+    bool decay_thread = decay_thread_on();
     struct hakmem_stats before = hk_stats(), after = before;
     /* Two decay ticks at least (every 100 ms with HAKMEM_TINY_DECAY_MS=200,
      * 500 ms by default): one to see the thread quiet, one to reclaim. */
@@ -742,7 +749,7 @@ static void t_idle_mid(void)
     pthread_t worker;
     REQUIRE(pthread_create(&worker, NULL, idle_mid_worker, NULL) == 0, "pthread_create");
     idle_wait_stage(1);
-    int decay_thread = !getenv("HAKMEM_DECAY_THREAD") || strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") != 0;
+    bool decay_thread = decay_thread_on();
     bool ours = hk_have_api();
     size_t total = 0, before = ours ? idle_mid_resident(&total) : 0, after = before;
     /* A decay tick to see the thread quiet, one to cut: every 100 ms with
@@ -807,7 +814,7 @@ static void t_idle_packed(void)
     for (int i = 0; i < 16; i++)
         needed += page_used[i];
     bool ours = hk_have_api();
-    int decay_thread = !getenv("HAKMEM_DECAY_THREAD") || strcmp(getenv("HAKMEM_DECAY_THREAD"), "0") != 0;
+    bool decay_thread = decay_thread_on();
     size_t before = ours ? resident_pages(slab, slab_bytes) : 0, after = before;
     /* HAKMEM_TINY_DECAY_MS=200: a tick to see the thread quiet, one to
      * hand its caches back. Nothing here calls the allocator. */
