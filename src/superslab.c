@@ -145,7 +145,7 @@ static size_t slab_touched(const struct hak_slab *slab)
 void hak_ss_slab_extend(struct hak_slab *slab)
 {
     char *base = hak_slab_base(slab);
-    uint16_t reach = (uint16_t)(hak_align_up((size_t)(slab->bump - base), HAK_PAGE) / HAK_PAGE);
+    uint16_t reach = (uint16_t)hak_slab_carved_pages(slab);
     if (reach <= slab->resident_pages)
         return;
     hak_os_unpurge(base + (size_t)slab->resident_pages * HAK_PAGE, (size_t)(reach - slab->resident_pages) * HAK_PAGE,
@@ -157,7 +157,7 @@ void hak_ss_slab_extend(struct hak_slab *slab)
 size_t hak_ss_slab_purge_tail(struct hak_slab *slab)
 {
     char *base = hak_slab_base(slab);
-    size_t carved = hak_align_up((size_t)(slab->bump - base), HAK_PAGE);
+    size_t carved = (size_t)hak_slab_carved_pages(slab) * HAK_PAGE;
     size_t extent = slab_touched(slab);
     if (carved >= extent)
         return 0;

@@ -189,6 +189,11 @@ struct hak_slab *hak_ss_acquire_slab(unsigned class_index, uint32_t block_size, 
 /* Give an empty slab back to its SuperSlab; purges its pages. */
 void hak_ss_release_slab(struct hak_slab *slab);
 size_t hak_ss_trim(void);
+/* Pages from the slab's start to its bump pointer: what its class carved. */
+static inline uint32_t hak_slab_carved_pages(const struct hak_slab *slab)
+{
+    return (uint32_t)(hak_align_up((size_t)(slab->bump - hak_slab_base(slab)), HAK_PAGE) / HAK_PAGE);
+}
 /* The owner carved its slab up to bump: the slab's resident extent grows
  * to it, counted back from purged (once per refill that carves past it;
  * growing it to the class's last block at once counted pages no block

@@ -511,7 +511,7 @@ static size_t slab_scavenge(struct hak_slab *slab, bool thorough)
     char *base = hak_slab_base(slab);
     uint32_t size = slab->block_size;
     uint32_t carved = (uint32_t)((size_t)(slab->bump - base) / size);
-    uint32_t pages = (uint32_t)(hak_align_up((size_t)(slab->bump - base), HAK_PAGE) / HAK_PAGE);
+    uint32_t pages = hak_slab_carved_pages(slab);
     slab->scav_freed = 0;
     bool half_free = carved - slab->used >= slab->used;
     if (!slab->free_list || (size_t)(carved - slab->used) * size < HAK_PAGE ||
